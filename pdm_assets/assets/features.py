@@ -1,0 +1,120 @@
+"""Features and labels: daily, with lookbacks read from earlier raw partitions."""
+
+from datetime import datetime, time, timedelta
+
+import dagster as dg
+from pyspark.sql import DataFrame
+
+from pdm_assets import features, labels
+from pdm_assets.io_manager import WarehouseResource
+from pdm_assets.partitions import GraphPartitions, Window
+
+FEATURES_GROUP = "features"
+
+
+def build_feature_assets(partitions: GraphPartitions) -> list[dg.AssetsDefinition]:
+    horizon_hours = partitions.horizon_days * 24
+
+    @dg.asset(
+        group_name=FEATURES_GROUP,
+        description=(
+            "One row per machine and observation time t (00:00 and 12:00 UTC) with telemetry in "
+            "(t-12h, t]: sensor mean/sd over 12/24/36 h, error counts over 24 h, days since "
+            "each component's last replacement (whole history), machine model and age."
+        ),
+        partitions_def=partitions.daily,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        io_manager_key="warehouse_io_manager",
+        kinds={"spark", "parquet"},
+        ins={
+            "raw_telemetry": dg.AssetIn(partition_mapping=partitions.telemetry_lookback),
+            "raw_errors": dg.AssetIn(partition_mapping=partitions.errors_lookback),
+            "raw_maintenance": dg.AssetIn(partition_mapping=partitions.whole_history),
+            "raw_failures": dg.AssetIn(partition_mapping=partitions.whole_history),
+            "raw_machines": dg.AssetIn(),
+        },
+    )
+    def machine_features(
+        context: dg.AssetExecutionContext,
+        raw_telemetry: DataFrame,
+        raw_errors: DataFrame,
+        raw_maintenance: DataFrame,
+        raw_failures: DataFrame,
+        raw_machines: DataFrame,
+    ) -> dg.Output[DataFrame]:
+        window = Window.from_dagster(context.partition_time_window)
+        rows = features.compute(
+            raw_telemetry,
+            raw_errors,
+            raw_maintenance,
+            raw_failures,
+            raw_machines,
+            window.start,
+            window.end,
+        )
+        return dg.Output(
+            rows,
+            metadata={"time_range": f"{window.start.isoformat()} .. {window.end.isoformat()}"},
+        )
+
+    @dg.asset(
+        group_name=FEATURES_GROUP,
+        description=(
+            f"For each feature row at t: the component whose failure comes first in "
+            f"(t, t+{partitions.horizon_days} days] (0 = none), one boolean per component, and "
+            "`censored` when failures up to t+H are not all ingested yet."
+        ),
+        partitions_def=partitions.daily,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        io_manager_key="warehouse_io_manager",
+        kinds={"spark", "parquet"},
+        ins={
+            "machine_features": dg.AssetIn(),
+            "raw_failures": dg.AssetIn(partition_mapping=partitions.failures_ahead),
+        },
+    )
+    def failure_labels(
+        context: dg.AssetExecutionContext,
+        machine_features: DataFrame,
+        raw_failures: DataFrame,
+        warehouse: WarehouseResource,
+    ) -> dg.Output[DataFrame]:
+        window = Window.from_dagster(context.partition_time_window)
+        known_until = failures_known_until(
+            warehouse, window, partitions.horizon_days, partitions.daily
+        )
+        rows = labels.compute(
+            machine_features.select("machine_id", "datetime"),
+            raw_failures,
+            horizon_hours,
+            known_until,
+        )
+        return dg.Output(
+            rows,
+            metadata={
+                "time_range": f"{window.start.isoformat()} .. {window.end.isoformat()}",
+                "failures_known_until": known_until.isoformat(),
+                "horizon_hours": horizon_hours,
+            },
+        )
+
+    return [machine_features, failure_labels]
+
+
+def failures_known_until(
+    warehouse: WarehouseResource,
+    window: Window,
+    horizon_days: int,
+    daily: dg.DailyPartitionsDefinition,
+) -> datetime:
+    """The end of the unbroken run of ingested failure days from the window's first day on.
+
+    A failures partition that is missing, or lies beyond the last partition, is unknown.
+    """
+    ingested = set(warehouse.store.partition_dates("raw_failures"))
+    last_partition = datetime.fromisoformat(daily.get_last_partition_key() or "1970-01-01").date()
+    day = window.start.date()
+    wanted_end = window.end.date() + timedelta(days=horizon_days)
+    while day < wanted_end and day in ingested and day <= last_partition:
+        day += timedelta(days=1)
+    return datetime.combine(day, time())

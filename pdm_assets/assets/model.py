@@ -1,0 +1,166 @@
+"""The model: a Spark ML pipeline per monthly cutoff, tracked and registered in MLflow."""
+
+from typing import Literal
+
+import dagster as dg
+from dagster_mlflow import end_mlflow_on_run_finished
+from dagster_mlflow.resources import MlFlow
+from mlflow import active_run, log_metrics, log_params, set_tags
+from pydantic import Field
+from pyspark.sql import DataFrame
+
+from pdm_assets import training
+from pdm_assets.partitions import GraphPartitions, Window
+from pdm_assets.registry import CUTOFF_TAG, PARTITION_TAG, ModelRegistry
+
+MODEL_GROUP = "model"
+
+
+class ModelConfig(dg.Config):
+    """Hyperparameters and validation of the failure model."""
+
+    classifier: Literal["random_forest", "decision_tree"] = Field(
+        default="random_forest", description="Spark ML classifier."
+    )
+    num_trees: int = Field(
+        default=40, description="Trees in the forest; 40 trains in well under a minute on 2 cores."
+    )
+    max_depth: int = Field(default=15, description="Maximum depth of each tree.")
+    feature_subset_strategy: str = Field(
+        default="sqrt", description="Features considered per split (Spark's featureSubsetStrategy)."
+    )
+    subsampling_rate: float = Field(default=0.632, description="Share of rows sampled per tree.")
+    min_instances_per_node: int = Field(default=1, description="Minimum rows per leaf.")
+    validation_days: int = Field(
+        default=21,
+        description="Days of observations before cutoff - horizon held out for validation.",
+    )
+    refit_on_all: bool = Field(
+        default=True,
+        description="After validating, refit on every labelled row before the cutoff.",
+    )
+    seed: int = Field(default=42, description="Random seed of the classifier.")
+
+    def params(self) -> training.ClassifierParams:
+        return training.ClassifierParams(
+            classifier=self.classifier,
+            num_trees=self.num_trees,
+            max_depth=self.max_depth,
+            feature_subset_strategy=self.feature_subset_strategy,
+            subsampling_rate=self.subsampling_rate,
+            min_instances_per_node=self.min_instances_per_node,
+            seed=self.seed,
+        )
+
+
+def metrics_table(metrics: dict[str, dict[str, float]]) -> str:
+    lines = [
+        "| component | precision | recall | F1 | PR-AUC | support |",
+        "|---|---|---|---|---|---|",
+    ]
+    for component, values in metrics.items():
+        lines.append(
+            f"| {component} | {values['precision']:.3f} | {values['recall']:.3f} | "
+            f"{values['f1']:.3f} | {values['pr_auc']:.3f} | {int(values['support'])} |"
+        )
+    return "\n".join(lines)
+
+
+def build_model_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
+    horizon_hours = partitions.horizon_days * 24
+
+    @dg.asset(
+        group_name=MODEL_GROUP,
+        description=(
+            "A Spark ML pipeline (random forest by default) trained on labelled rows with "
+            "t + H <= cutoff, the first day of the partition's month; validated on the last "
+            "weeks before the cutoff with a horizon gap, logged to MLflow and registered as a "
+            "new version tagged with its cutoff."
+        ),
+        partitions_def=partitions.monthly,
+        # Each month is its own model and MLflow run.
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=1),
+        kinds={"spark", "mlflow"},
+        ins={
+            "machine_features": dg.AssetIn(partition_mapping=partitions.training_history),
+            "failure_labels": dg.AssetIn(partition_mapping=partitions.training_history),
+        },
+        hooks={end_mlflow_on_run_finished},
+    )
+    def failure_model(
+        context: dg.AssetExecutionContext,
+        config: ModelConfig,
+        model_registry: ModelRegistry,
+        # dagster-mlflow's resource starts (or resumes) the MLflow run of this Dagster run and
+        # tags it with the run id; the logging below goes to that active run.
+        mlflow: dg.ResourceParam[MlFlow],
+        machine_features: DataFrame,
+        failure_labels: DataFrame,
+    ) -> dg.MaterializeResult:
+        cutoff = Window.from_dagster(context.partition_time_window).start
+        rows = training.training_rows(machine_features, failure_labels, cutoff, horizon_hours)
+        rows = rows.cache()
+        train, validation = training.temporal_split(
+            rows, cutoff, horizon_hours, config.validation_days
+        )
+        train_rows, validation_rows, all_rows = train.count(), validation.count(), rows.count()
+        if train_rows == 0 or validation_rows == 0:
+            raise dg.Failure(
+                description=(
+                    f"Not enough labelled history before the cutoff {cutoff.date()}: "
+                    f"{train_rows} training and {validation_rows} validation rows. Materialise "
+                    "machine_features and failure_labels for the days before the cutoff "
+                    f"(at least {config.validation_days} days + 2 x the horizon)."
+                )
+            )
+        params = config.params()
+        validated_model = training.fit(train, params)
+        predictions = training.predict(validated_model, validation)
+        metrics = training.component_metrics(predictions)
+        model = training.fit(rows, params) if config.refit_on_all else validated_model
+
+        active = active_run()
+        assert active is not None, "the mlflow resource starts a run for every Dagster run"
+        partition = context.partition_key
+        set_tags(
+            {
+                CUTOFF_TAG: cutoff.date().isoformat(),
+                PARTITION_TAG: partition,
+                "dagster_asset": context.asset_key.to_user_string(),
+            }
+        )
+        log_params(
+            {**config.model_dump(), "horizon_hours": horizon_hours, "cutoff": str(cutoff.date())}
+        )
+        log_metrics(
+            {
+                f"{component}_{name}": value
+                for component, values in metrics.items()
+                for name, value in values.items()
+            }
+            | {"train_rows": train_rows, "validation_rows": validation_rows}
+        )
+        version = model_registry.log_and_register(model, cutoff.date(), context.run_id, partition)
+        model_registry.promote(version.version)
+        experiment_id = active.info.experiment_id
+        run_id = active.info.run_id
+        rows.unpersist()
+        return dg.MaterializeResult(
+            metadata={
+                "cutoff": cutoff.date().isoformat(),
+                "training_rows": train_rows,
+                "validation_rows": validation_rows,
+                "refit_rows": all_rows if config.refit_on_all else train_rows,
+                "metrics": dg.MetadataValue.md(metrics_table(metrics)),
+                "macro_f1": sum(v["f1"] for v in metrics.values()) / len(metrics),
+                "model_name": model_registry.model_name,
+                "model_version": int(version.version),
+                "mlflow_run_id": run_id,
+                "mlflow_run": dg.MetadataValue.url(model_registry.run_url(experiment_id, run_id)),
+                "mlflow_model_version": dg.MetadataValue.url(
+                    model_registry.version_url(version.version)
+                ),
+            }
+        )
+
+    return failure_model

@@ -1,0 +1,181 @@
+"""Features at observation times t, exactly as DESIGN.md defines them.
+
+Every feature at t reads only rows at or before t; windows are by time, (t - W, t], so a missing
+hour shortens a window instead of stretching it to an earlier hour.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from pdm_assets.validation import COMPONENTS, ERROR_TYPES, SENSORS
+
+CADENCE_HOURS = 12
+TELEMETRY_WINDOWS_HOURS = (12, 24, 36)
+ERROR_WINDOW_HOURS = 24
+SECONDS_PER_HOUR = 3600
+
+TELEMETRY_FEATURES = [
+    f"{sensor}_{stat}_{window}h"
+    for window in TELEMETRY_WINDOWS_HOURS
+    for sensor in SENSORS
+    for stat in ("mean", "sd")
+]
+ERROR_FEATURES = [
+    f"error{error}_count_{ERROR_WINDOW_HOURS}h" for error in range(1, ERROR_TYPES + 1)
+]
+MAINTENANCE_FEATURES = [
+    f"comp{component}_days_since_replacement" for component in range(1, COMPONENTS + 1)
+]
+NUMERIC_FEATURES = [*TELEMETRY_FEATURES, *ERROR_FEATURES, *MAINTENANCE_FEATURES, "age"]
+CATEGORICAL_FEATURES = ["model"]
+
+
+def _epoch_seconds(moment: Column) -> Column:
+    return F.unix_timestamp(moment)
+
+
+def _candidate_times(frame: DataFrame, reach_hours: int, cadence_hours: int) -> DataFrame:
+    """Pair each row with every observation time t >= its time with t - time < reach_hours.
+
+    A row at time h belongs to (t - W, t] exactly when 0 <= t - h < W, so pairing rows with the
+    cadence points in [h, h + reach) and keeping lag = t - h lets one aggregation compute every
+    window at once, with no self-join.
+    """
+    cadence = cadence_hours * SECONDS_PER_HOUR
+    seconds = _epoch_seconds(F.col("datetime"))
+    first = (F.ceil(seconds / F.lit(cadence)) * F.lit(cadence)).cast("long")
+    steps = math.ceil(reach_hours / cadence_hours) + 1
+    paired = frame.withColumn("_step", F.explode(F.sequence(F.lit(0), F.lit(steps - 1))))
+    paired = paired.withColumn("_t_seconds", first + F.col("_step") * F.lit(cadence))
+    paired = paired.withColumn(
+        "lag_hours", (F.col("_t_seconds") - seconds) / F.lit(SECONDS_PER_HOUR)
+    )
+    paired = paired.where(F.col("lag_hours") < F.lit(reach_hours))
+    return paired.withColumn("obs_time", F.timestamp_seconds(F.col("_t_seconds"))).drop(
+        "_step", "_t_seconds"
+    )
+
+
+def _in_range(frame: DataFrame, start: datetime, end: datetime) -> DataFrame:
+    return frame.where((F.col("obs_time") >= F.lit(start)) & (F.col("obs_time") < F.lit(end)))
+
+
+def telemetry_features(
+    telemetry: DataFrame, start: datetime, end: datetime, cadence_hours: int = CADENCE_HOURS
+) -> DataFrame:
+    """One row per machine and observation time t in [start, end) with telemetry in (t - 12h, t].
+
+    Mean and sample standard deviation of each sensor over (t - W, t] for W in 12, 24, 36 h.
+    """
+    reach = max(TELEMETRY_WINDOWS_HOURS)
+    paired = _in_range(_candidate_times(telemetry, reach, cadence_hours), start, end)
+    aggregates = []
+    for window in TELEMETRY_WINDOWS_HOURS:
+        inside = F.col("lag_hours") < F.lit(window)
+        for sensor in SENSORS:
+            value = F.when(inside, F.col(sensor))
+            aggregates.append(F.avg(value).alias(f"{sensor}_mean_{window}h"))
+            aggregates.append(F.stddev_samp(value).alias(f"{sensor}_sd_{window}h"))
+    observed = F.count(F.when(F.col("lag_hours") < F.lit(cadence_hours), F.lit(1)))
+    grouped = paired.groupBy("machine_id", "obs_time").agg(
+        observed.alias("_hours_in_cadence"), *aggregates
+    )
+    return (
+        grouped.where(F.col("_hours_in_cadence") > 0)
+        .drop("_hours_in_cadence")
+        .withColumnRenamed("obs_time", "datetime")
+        .select("machine_id", "datetime", *TELEMETRY_FEATURES)
+    )
+
+
+def error_features(
+    errors: DataFrame, start: datetime, end: datetime, cadence_hours: int = CADENCE_HOURS
+) -> DataFrame:
+    """Count of each error type in (t - 24h, t], for observation times that had an error."""
+    paired = _in_range(_candidate_times(errors, ERROR_WINDOW_HOURS, cadence_hours), start, end)
+    counts = [
+        F.count(F.when(F.col("error_id") == F.lit(error), F.lit(1))).alias(name)
+        for error, name in zip(range(1, ERROR_TYPES + 1), ERROR_FEATURES, strict=True)
+    ]
+    return (
+        paired.groupBy("machine_id", "obs_time")
+        .agg(*counts)
+        .withColumnRenamed("obs_time", "datetime")
+    )
+
+
+def replacements(maintenance: DataFrame, failures: DataFrame) -> DataFrame:
+    """Every component replacement: the maintenance log plus the failure log.
+
+    A failure is a replacement; in the public data some failures have no maintenance row, so
+    reading only the maintenance log would miss them.
+    """
+    columns = ["machine_id", "datetime", "component"]
+    return maintenance.select(*columns).unionByName(failures.select(*columns)).distinct()
+
+
+def maintenance_features(observations: DataFrame, replaced: DataFrame) -> DataFrame:
+    """Days (hours / 24) since the last replacement of each component at or before t.
+
+    `replaced` must hold the machine's whole history; a component never replaced is null.
+    """
+    history = replaced.select(
+        F.col("machine_id").alias("_machine"),
+        F.col("datetime").alias("_replaced_at"),
+        F.col("component").alias("_component"),
+    )
+    joined = observations.select("machine_id", "datetime").join(
+        history,
+        (F.col("machine_id") == F.col("_machine")) & (F.col("_replaced_at") <= F.col("datetime")),
+        "left",
+    )
+    latest = [
+        F.max(F.when(F.col("_component") == F.lit(component), F.col("_replaced_at"))).alias(
+            f"_last{component}"
+        )
+        for component in range(1, COMPONENTS + 1)
+    ]
+    grouped = joined.groupBy("machine_id", "datetime").agg(*latest)
+    days = [
+        (
+            (_epoch_seconds(F.col("datetime")) - _epoch_seconds(F.col(f"_last{component}")))
+            / F.lit(24 * SECONDS_PER_HOUR)
+        ).alias(name)
+        for component, name in zip(range(1, COMPONENTS + 1), MAINTENANCE_FEATURES, strict=True)
+    ]
+    return grouped.select("machine_id", "datetime", *days)
+
+
+def compute(
+    telemetry: DataFrame,
+    errors: DataFrame,
+    maintenance: DataFrame,
+    failures: DataFrame,
+    machines: DataFrame,
+    start: datetime,
+    end: datetime,
+    cadence_hours: int = CADENCE_HOURS,
+) -> DataFrame:
+    """The feature rows of observation times in [start, end).
+
+    `telemetry` must reach back 36 h before `start`, `errors` 24 h, and `maintenance` and
+    `failures` must hold the whole history up to `end`; rows after t are never used for t.
+    """
+    base = telemetry_features(telemetry, start, end, cadence_hours)
+    error_counts = error_features(errors, start, end, cadence_hours)
+    with_errors = base.join(error_counts, ["machine_id", "datetime"], "left").fillna(
+        0, subset=ERROR_FEATURES
+    )
+    since_replacement = maintenance_features(base, replacements(maintenance, failures))
+    machine_columns = machines.select("machine_id", "model", "age")
+    return (
+        with_errors.join(since_replacement, ["machine_id", "datetime"], "left")
+        .join(machine_columns, "machine_id", "left")
+        .withColumn("date", F.to_date("datetime"))
+        .select("machine_id", "datetime", *NUMERIC_FEATURES, *CATEGORICAL_FEATURES, "date")
+    )

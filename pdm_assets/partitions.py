@@ -1,0 +1,107 @@
+"""The partitions of the graph, and the time-window mappings between them, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+import dagster as dg
+
+from pdm_assets.settings import Settings
+
+# Replacement history reaches back to the first partition: a mapping this wide is clipped at the
+# partitions start, so it reads "every partition up to and including this one". Offsets count
+# downstream partitions: days for a daily asset, months for the monthly model.
+WHOLE_HISTORY_DAYS = 36_500
+WHOLE_HISTORY_MONTHS = 1_200
+
+
+@dataclass(frozen=True)
+class GraphPartitions:
+    daily: dg.DailyPartitionsDefinition
+    monthly: dg.MonthlyPartitionsDefinition
+    horizon_days: int
+
+    @property
+    def telemetry_lookback(self) -> dg.TimeWindowPartitionMapping:
+        """36 h before the first observation (00:00) of a day reach back into day - 2."""
+        return dg.TimeWindowPartitionMapping(start_offset=-2)
+
+    @property
+    def errors_lookback(self) -> dg.TimeWindowPartitionMapping:
+        return dg.TimeWindowPartitionMapping(start_offset=-1)
+
+    @property
+    def whole_history(self) -> dg.TimeWindowPartitionMapping:
+        return dg.TimeWindowPartitionMapping(start_offset=-WHOLE_HISTORY_DAYS)
+
+    @property
+    def failures_ahead(self) -> dg.TimeWindowPartitionMapping:
+        """Labels of day D look at failures in (t, t + H], i.e. partitions D .. D + H."""
+        return dg.TimeWindowPartitionMapping(
+            start_offset=0,
+            end_offset=self.horizon_days,
+            allow_nonexistent_upstream_partitions=True,
+        )
+
+    @property
+    def training_history(self) -> dg.TimeWindowPartitionMapping:
+        """A model for month M trains on every daily partition before M."""
+        return dg.TimeWindowPartitionMapping(start_offset=-WHOLE_HISTORY_MONTHS, end_offset=-1)
+
+    @property
+    def same_month(self) -> dg.TimeWindowPartitionMapping:
+        """Scores of day D use the model of D's month."""
+        return dg.TimeWindowPartitionMapping()
+
+
+def build_partitions(settings: Settings) -> GraphPartitions:
+    start = settings.partitions_start.isoformat()
+    # dagster's end_date is exclusive, as PDM_PARTITIONS_END is.
+    end = settings.partitions_end.isoformat()
+    return GraphPartitions(
+        daily=dg.DailyPartitionsDefinition(start_date=start, end_date=end, timezone="UTC"),
+        # The model of month M only needs days before M, so the month of the last day exists
+        # even when the daily partitions end in the middle of it.
+        monthly=dg.MonthlyPartitionsDefinition(
+            start_date=_first_of_month(settings.partitions_start).isoformat(),
+            end_date=_next_month(settings.partitions_end - timedelta(days=1)).isoformat(),
+            timezone="UTC",
+        ),
+        horizon_days=settings.horizon_days,
+    )
+
+
+def _first_of_month(day: date) -> date:
+    return day.replace(day=1)
+
+
+def _next_month(day: date) -> date:
+    return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open UTC time range [start, end) of whole days, naive datetimes in UTC."""
+
+    start: datetime
+    end: datetime
+
+    @classmethod
+    def of_days(cls, first: date, last_exclusive: date) -> Window:
+        return cls(datetime.combine(first, time()), datetime.combine(last_exclusive, time()))
+
+    @classmethod
+    def from_dagster(cls, window: dg.TimeWindow) -> Window:
+        return cls(_naive_utc(window.start), _naive_utc(window.end))
+
+    @property
+    def days(self) -> list[date]:
+        count = (self.end - self.start).days
+        return [self.start.date() + timedelta(days=offset) for offset in range(count)]
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        return moment
+    return (moment - (moment.utcoffset() or timedelta(0))).replace(tzinfo=None)

@@ -1,0 +1,144 @@
+"""MLflow: the tracking resource, and the model registry (log, register, alias, find, load)."""
+
+import time
+from collections.abc import Iterator
+from datetime import date
+
+import dagster as dg
+import mlflow
+import mlflow.spark
+import pyspark
+from dagster_mlflow.resources import CONFIG_SCHEMA, MlFlow
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.tracking import MlflowClient
+from pydantic import Field
+from pyspark.ml import PipelineModel
+
+CHAMPION_ALIAS = "champion"
+CUTOFF_TAG = "cutoff"
+DAGSTER_RUN_TAG = "dagster_run_id"
+PARTITION_TAG = "dagster_partition"
+
+
+def ensure_experiment(tracking_uri: str, name: str, artifact_location: str | None) -> str:
+    """Create the experiment with an explicit artifact location if it does not exist yet."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    existing = client.get_experiment_by_name(name)
+    if existing is not None:
+        return str(existing.experiment_id)
+    return str(client.create_experiment(name, artifact_location=artifact_location))
+
+
+@dg.resource(
+    config_schema={
+        **CONFIG_SCHEMA,
+        "artifact_location": dg.Field(
+            str, is_required=False, description="Where the experiment stores its artefacts."
+        ),
+    },
+    description="dagster-mlflow's tracking resource, with the experiment's artefacts pinned.",
+)
+def mlflow_tracking_resource(context: dg.InitResourceContext) -> Iterator[MlFlow]:
+    # dagster-mlflow creates a missing experiment through mlflow.set_experiment, which puts
+    # artefacts of a sqlite-tracked experiment into ./mlruns of whatever directory the run
+    # happens to start in. Creating the experiment first keeps them under the project home.
+    config = context.resource_config
+    ensure_experiment(
+        config["mlflow_tracking_uri"], config["experiment_name"], config.get("artifact_location")
+    )
+    tracking = MlFlow(context)
+    yield tracking
+    tracking.cleanup_on_error()
+
+
+class ModelRegistry(dg.ConfigurableResource):
+    """The MLflow model registry holding the pipeline models, one version per training cutoff."""
+
+    tracking_uri: str = Field(description="MLflow tracking and registry URI.")
+    model_name: str = Field(default="pdm_component_failure", description="Registered model name.")
+    ui_url: str = Field(
+        default="http://127.0.0.1:5000", description="Base URL of the MLflow UI, for links."
+    )
+    ready_timeout_seconds: float = Field(
+        default=300.0, description="How long to wait for a new version to become READY."
+    )
+
+    def client(self) -> MlflowClient:
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def log_and_register(
+        self, model: PipelineModel, cutoff: date, dagster_run_id: str, partition: str
+    ) -> ModelVersion:
+        """Log the fitted pipeline in the active MLflow run and register it as a new version."""
+        client = self.client()
+        info = mlflow.spark.log_model(
+            model,
+            artifact_path="model",
+            registered_model_name=self.model_name,
+            # Without explicit requirements MLflow spends ~20 s inferring them.
+            pip_requirements=[f"pyspark=={pyspark.__version__}"],
+        )
+        versions = client.search_model_versions(
+            f"name='{self.model_name}' and run_id='{info.run_id}'"
+        )
+        if not versions:
+            raise RuntimeError(f"MLflow registered no version of {self.model_name}")
+        version = max(versions, key=lambda v: int(v.version))
+        tags = {
+            CUTOFF_TAG: cutoff.isoformat(),
+            DAGSTER_RUN_TAG: dagster_run_id,
+            PARTITION_TAG: partition,
+        }
+        for key, value in tags.items():
+            client.set_model_version_tag(self.model_name, version.version, key, value)
+        return self.wait_until_ready(version.version)
+
+    def wait_until_ready(self, version: str) -> ModelVersion:
+        client = self.client()
+        deadline = time.monotonic() + self.ready_timeout_seconds
+        while True:
+            current = client.get_model_version(self.model_name, version)
+            if current.status == "READY":
+                return current
+            if current.status == "FAILED_REGISTRATION":
+                raise RuntimeError(
+                    f"{self.model_name} v{version} failed registration: {current.status_message}"
+                )
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.model_name} v{version} not READY after timeout")
+            time.sleep(1.0)
+
+    def promote(self, version: str) -> None:
+        """Point the champion alias at `version`; only READY versions can be promoted."""
+        client = self.client()
+        if client.get_model_version(self.model_name, version).status != "READY":
+            raise RuntimeError(f"{self.model_name} v{version} is not READY; not promoting it")
+        client.set_registered_model_alias(self.model_name, CHAMPION_ALIAS, version)
+
+    def version_for_cutoff(self, cutoff: date) -> ModelVersion | None:
+        """The newest version trained for `cutoff`, or None if that month has no model yet."""
+        client = self.client()
+        try:
+            versions = client.search_model_versions(f"name='{self.model_name}'")
+        except mlflow.exceptions.MlflowException:
+            return None
+        matching = [
+            version
+            for version in versions
+            if version.tags.get(CUTOFF_TAG) == cutoff.isoformat() and version.status == "READY"
+        ]
+        return max(matching, key=lambda v: int(v.version)) if matching else None
+
+    def load(self, version: str) -> PipelineModel:
+        self.client()
+        model = mlflow.spark.load_model(f"models:/{self.model_name}/{version}")
+        assert isinstance(model, PipelineModel)
+        return model
+
+    def run_url(self, experiment_id: str, run_id: str) -> str:
+        return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def version_url(self, version: str) -> str:
+        return f"{self.ui_url}/#/models/{self.model_name}/versions/{version}"

@@ -1,0 +1,116 @@
+"""Every setting of pdm_assets, read from environment variables with documented defaults.
+
+The README's configuration table lists the same variables; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+ENVIRONMENTS = ("local",)
+
+
+def _checkout_root() -> Path:
+    """The checkout that holds this package (editable install), else the working directory."""
+    package_parent = Path(__file__).resolve().parents[1]
+    if (package_parent / "pyproject.toml").exists():
+        return package_parent
+    return Path.cwd()
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = _env(name, str(default))
+    try:
+        return int(raw)
+    except ValueError as error:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from error
+
+
+def _env_date(name: str, default: str) -> date:
+    raw = _env(name, default)
+    try:
+        return date.fromisoformat(raw)
+    except ValueError as error:
+        raise ValueError(f"{name} must be a date YYYY-MM-DD, got {raw!r}") from error
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A snapshot of the environment, taken once where the definitions are built."""
+
+    environment: str
+    home: Path
+    partitions_start: date
+    partitions_end: date
+    horizon_days: int
+    data_source: str
+    csv_dir: Path | None
+    sim_machines: int
+    sim_days: int
+    sim_seed: int
+    spark_master: str
+    mlflow_tracking_uri: str
+    mlflow_experiment: str
+    model_name: str
+
+    @property
+    def warehouse(self) -> Path:
+        return self.home / "warehouse"
+
+    @property
+    def landing(self) -> Path:
+        return self.home / "landing"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.home / "mlflow" / "artifacts"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+
+def load_settings() -> Settings:
+    """Read every PDM_* variable; raise a ValueError naming the variable when one is malformed."""
+    environment = _env("PDM_ENV", "local")
+    if environment not in ENVIRONMENTS:
+        raise ValueError(f"PDM_ENV must be one of {ENVIRONMENTS}, got {environment!r}")
+    home = Path(_env("PDM_HOME", str(_checkout_root() / ".pdm_home"))).expanduser().resolve()
+    start = _env_date("PDM_PARTITIONS_START", "2015-01-01")
+    end = _env_date("PDM_PARTITIONS_END", "2016-01-01")
+    if end <= start:
+        raise ValueError(f"PDM_PARTITIONS_END ({end}) must be after PDM_PARTITIONS_START ({start})")
+    data_source = _env("PDM_DATA_SOURCE", "simulator")
+    if data_source not in ("simulator", "csv"):
+        raise ValueError(f"PDM_DATA_SOURCE must be 'simulator' or 'csv', got {data_source!r}")
+    csv_dir_raw = os.environ.get("PDM_CSV_DIR", "").strip()
+    if data_source == "csv" and not csv_dir_raw:
+        raise ValueError("PDM_DATA_SOURCE=csv needs PDM_CSV_DIR, a folder of PdM_*.csv[.gz] files")
+    horizon_days = _env_int("PDM_HORIZON_DAYS", 7)
+    if horizon_days < 1:
+        raise ValueError(f"PDM_HORIZON_DAYS must be >= 1, got {horizon_days}")
+    default_tracking = f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
+    return Settings(
+        environment=environment,
+        home=home,
+        partitions_start=start,
+        partitions_end=end,
+        horizon_days=horizon_days,
+        data_source=data_source,
+        csv_dir=Path(csv_dir_raw).expanduser().resolve() if csv_dir_raw else None,
+        sim_machines=_env_int("PDM_SIM_MACHINES", 100),
+        sim_days=_env_int("PDM_SIM_DAYS", 120),
+        sim_seed=_env_int("PDM_SIM_SEED", 42),
+        spark_master=_env("PDM_SPARK_MASTER", "local[*]"),
+        mlflow_tracking_uri=_env("PDM_MLFLOW_TRACKING_URI", default_tracking),
+        mlflow_experiment=_env("PDM_MLFLOW_EXPERIMENT", "pdm_assets"),
+        model_name=_env("PDM_MODEL_NAME", "pdm_component_failure"),
+    )

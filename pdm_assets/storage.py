@@ -1,0 +1,172 @@
+"""Warehouse storage: one Parquet dataset per asset, `date=` partitions replaced atomically.
+
+Layout of a dataset (a local folder):
+
+    <warehouse>/<dataset>/date=2015-01-01  -> _versions/date=2015-01-01/<uuid>   (a symlink)
+    <warehouse>/<dataset>/_versions/date=2015-01-01/<uuid>/part-*.parquet
+    <warehouse>/<dataset>/current          -> _versions/current/<uuid>            (unpartitioned)
+
+A partition is written in full into a new version folder, then the `date=` symlink is swapped with
+one rename(2), which is atomic: a reader sees the old rows or the new ones, never a mix, and a
+run killed while writing leaves the old version in place. Spark skips `_`-prefixed folders when it
+discovers partitions, so versions are invisible to readers. Reading a window of days is a single
+filtered read of the dataset root, which Spark prunes to the matching `date=` folders.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import to_arrow_schema
+
+from pdm_assets.partitions import Window
+
+log = logging.getLogger(__name__)
+
+DATE_COLUMN = "date"
+VERSIONS = "_versions"
+UNPARTITIONED = "current"
+
+
+class MissingDatasetError(LookupError):
+    """Raised when an asset reads a dataset that was never materialised."""
+
+
+def _link_name(day: date) -> str:
+    return f"{DATE_COLUMN}={day.isoformat()}"
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """Parquet datasets under a local root folder."""
+
+    root: Path
+
+    def dataset_path(self, dataset: str) -> Path:
+        return self.root / dataset
+
+    def partition_dates(self, dataset: str) -> list[date]:
+        """Days of the dataset whose partition is materialised, sorted."""
+        path = self.dataset_path(dataset)
+        if not path.exists():
+            return []
+        days = []
+        for entry in path.iterdir():
+            if entry.name.startswith(f"{DATE_COLUMN}=") and entry.is_symlink() and entry.exists():
+                days.append(date.fromisoformat(entry.name.split("=", 1)[1]))
+        return sorted(days)
+
+    def write_partitions(self, dataset: str, frame: DataFrame, window: Window) -> dict[date, int]:
+        """Replace every day of `window` with the rows of `frame` for that day.
+
+        `frame` must have a `date` column, and every row must fall inside the window: a row
+        outside would otherwise be dropped without a trace. Days without rows become empty
+        partitions, which record "materialised, nothing happened that day". Returns rows per day.
+        """
+        if DATE_COLUMN not in frame.columns:
+            raise ValueError(f"{dataset}: a partitioned dataset needs a '{DATE_COLUMN}' column")
+        days = window.days
+        outside = (
+            frame.where(
+                (F.col(DATE_COLUMN) < F.lit(days[0]))
+                | (F.col(DATE_COLUMN) > F.lit(days[-1]))
+                | F.col(DATE_COLUMN).isNull()
+            )
+            .limit(1)
+            .count()
+        )
+        if outside:
+            raise ValueError(
+                f"{dataset}: rows with a date outside the partition window "
+                f"{days[0]}..{days[-1]}; refusing to drop them silently"
+            )
+        dataset_path = self.dataset_path(dataset)
+        staging = dataset_path / VERSIONS / f"_staging-{uuid.uuid4().hex}"
+        frame.write.partitionBy(DATE_COLUMN).parquet(str(staging))
+        data_schema = to_arrow_schema(frame.drop(DATE_COLUMN).schema, timezone="UTC")
+        counts: dict[date, int] = {}
+        try:
+            for day in days:
+                version = dataset_path / VERSIONS / _link_name(day) / uuid.uuid4().hex
+                version.parent.mkdir(parents=True, exist_ok=True)
+                written = staging / _link_name(day)
+                if written.exists():
+                    os.replace(written, version)
+                else:
+                    _write_empty_parquet(version, data_schema)
+                counts[day] = _parquet_rows(version)
+                self._swap_link(dataset_path, _link_name(day), version)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return counts
+
+    def write_table(self, dataset: str, frame: DataFrame) -> int:
+        """Replace an unpartitioned dataset atomically; returns its row count."""
+        dataset_path = self.dataset_path(dataset)
+        version = dataset_path / VERSIONS / UNPARTITIONED / uuid.uuid4().hex
+        frame.write.parquet(str(version))
+        self._swap_link(dataset_path, UNPARTITIONED, version)
+        return _parquet_rows(version)
+
+    def read_window(self, spark: SparkSession, dataset: str, window: Window) -> DataFrame:
+        """All rows of the days in `window`, as one read pruned to those `date=` folders."""
+        path = self.dataset_path(dataset)
+        if not self.partition_dates(dataset):
+            raise MissingDatasetError(
+                f"dataset '{dataset}' has no materialised partition under {path}; "
+                "materialise the upstream asset first"
+            )
+        frame = spark.read.option("basePath", str(path)).parquet(str(path))
+        return frame.where(
+            (F.col(DATE_COLUMN) >= F.lit(window.start.date()))
+            & (F.col(DATE_COLUMN) < F.lit(window.end.date()))
+        )
+
+    def read_table(self, spark: SparkSession, dataset: str) -> DataFrame:
+        path = self.dataset_path(dataset) / UNPARTITIONED
+        if not path.exists():
+            raise MissingDatasetError(
+                f"dataset '{dataset}' was never materialised (no {path}); materialise it first"
+            )
+        return spark.read.parquet(str(path))
+
+    @staticmethod
+    def _swap_link(dataset_path: Path, name: str, version: Path) -> None:
+        link = dataset_path / name
+        previous = link.resolve() if link.is_symlink() else None
+        if link.exists() and not link.is_symlink():
+            raise RuntimeError(f"{link} is not a symlink written by pdm_assets; move it away")
+        temporary = dataset_path / f".{name}.{uuid.uuid4().hex}"
+        os.symlink(os.path.relpath(version, dataset_path), temporary)
+        os.replace(temporary, link)
+        if previous is not None and previous != version.resolve():
+            # A reader that listed the old version a moment ago may still be opening its files;
+            # losing that read is preferable to keeping every old version forever.
+            shutil.rmtree(previous, ignore_errors=True)
+        _remove_orphans(version.parent, keep=version.name)
+
+
+def _remove_orphans(versions_dir: Path, keep: str) -> None:
+    """Versions left by runs killed before their swap: nothing points at them."""
+    for entry in versions_dir.iterdir():
+        if entry.name != keep:
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _write_empty_parquet(folder: Path, schema: pa.Schema) -> None:
+    folder.mkdir(parents=True)
+    pq.write_table(schema.empty_table(), folder / "part-00000-empty.parquet")
+
+
+def _parquet_rows(folder: Path) -> int:
+    return sum(pq.ParquetFile(part).metadata.num_rows for part in folder.glob("*.parquet"))

@@ -1,0 +1,176 @@
+"""Materialise the graph into a temp home on a small simulated fleet: range runs, single
+partitions, the model in MLflow, and scores."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pdm_assets.definitions import INGEST_JOB, SCORE_JOB, TRAIN_JOB, build_definitions
+from pdm_assets.registry import CHAMPION_ALIAS
+from pdm_assets.settings import Settings, load_settings
+from pdm_assets.storage import Warehouse
+from pdm_assets.training import PROBABILITY_COLUMNS
+
+MACHINES = 6
+DAYS = 45  # 2015-01-01 .. 2015-02-14
+SMALL_MODEL = {"num_trees": 5, "max_depth": 6, "validation_days": 7}
+
+
+@dataclass
+class Graph:
+    settings: Settings
+    defs: dg.Definitions
+    instance: dg.DagsterInstance
+
+    def run(
+        self, job: str, tags: dict[str, str] | None = None, **kwargs
+    ) -> dg.ExecuteInProcessResult:  # type: ignore[no-untyped-def]
+        return self.defs.resolve_job_def(job).execute_in_process(
+            instance=self.instance, tags=tags or {}, **kwargs
+        )
+
+    @property
+    def warehouse(self) -> Warehouse:
+        return Warehouse(self.settings.warehouse)
+
+
+def _range(first: str, last: str) -> dict[str, str]:
+    return {
+        "dagster/asset_partition_range_start": first,
+        "dagster/asset_partition_range_end": last,
+    }
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory: pytest.TempPathFactory, spark) -> Iterator[Graph]:
+    home = tmp_path_factory.mktemp("home")
+    patch = pytest.MonkeyPatch()
+    for name, value in {
+        "PDM_HOME": str(home),
+        "PDM_SIM_MACHINES": str(MACHINES),
+        "PDM_SIM_DAYS": str(DAYS),
+        "PDM_PARTITIONS_END": "2015-02-15",
+    }.items():
+        patch.setenv(name, value)
+    for name in ("PDM_DATA_SOURCE", "PDM_CSV_DIR", "PDM_MLFLOW_TRACKING_URI", "PDM_ENV"):
+        patch.delenv(name, raising=False)
+    settings = load_settings()
+    settings.dagster_home.mkdir(parents=True)
+    with dg.DagsterInstance.local_temp(str(settings.dagster_home)) as instance:
+        graph = Graph(settings, build_definitions(settings), instance)
+        result = graph.run(INGEST_JOB, _range("2015-01-01", "2015-02-14"))
+        assert result.success
+        yield graph
+    patch.undo()
+
+
+def test_a_range_backfill_is_one_run_writing_every_partition(graph: Graph) -> None:
+    assert len(graph.instance.get_runs()) == 1
+    for asset in ("raw_telemetry", "raw_failures", "machine_features", "failure_labels"):
+        materialized = graph.instance.get_materialized_partitions(dg.AssetKey(asset))
+        assert len(materialized) == DAYS, asset
+        assert len(graph.warehouse.partition_dates(asset)) == DAYS, asset
+
+
+def test_raw_telemetry_holds_every_machine_hour_and_quarantines_nothing(
+    graph: Graph, spark
+) -> None:
+    rows = spark.read.parquet(str(graph.warehouse.dataset_path("raw_telemetry")))
+    expected = MACHINES * DAYS * 24
+    # The simulator drops a tiny share of hours on purpose (missing telemetry happens).
+    assert expected * 0.99 <= rows.count() <= expected
+    quarantine = spark.read.parquet(str(graph.warehouse.dataset_path("quarantine_telemetry")))
+    assert quarantine.count() == 0
+
+
+def test_features_have_one_row_per_machine_and_observation_time(graph: Graph, spark) -> None:
+    features = spark.read.parquet(str(graph.warehouse.dataset_path("machine_features")))
+    # 2 observation times a day; every simulated machine reports every 12 h.
+    assert features.count() == MACHINES * DAYS * 2
+    assert features.select("machine_id", "datetime").distinct().count() == features.count()
+
+
+def test_labels_are_censored_only_where_failures_are_not_yet_known(graph: Graph, spark) -> None:
+    labels = spark.read.parquet(str(graph.warehouse.dataset_path("failure_labels")))
+    censored_times = {row["datetime"] for row in labels.where("censored").collect()}
+    # Failures are known to the end of 2015-02-14: rows with t + 7 d later than that are censored.
+    assert min(censored_times).isoformat() == "2015-02-08T12:00:00"
+    assert labels.where("not censored").count() == MACHINES * (DAYS * 2 - 13)
+
+
+def test_one_partition_materialises_alone_with_row_metadata(graph: Graph) -> None:
+    result = graph.run(INGEST_JOB, partition_key="2015-01-10")
+    assert result.success
+    materializations = {
+        event.asset_key.to_user_string(): event.metadata
+        for event in result.asset_materializations_for_node("raw_telemetry")
+    }
+    metadata = materializations["raw_telemetry"]
+    assert metadata["partitions_written"].value == 1
+    assert MACHINES * 24 * 0.95 <= metadata["rows_written"].value <= MACHINES * 24
+    assert metadata["quarantined_rows"].value == 0
+
+
+@pytest.fixture(scope="module")
+def trained(graph: Graph) -> dg.ExecuteInProcessResult:
+    result = graph.run(
+        TRAIN_JOB,
+        partition_key="2015-02-01",
+        run_config={"ops": {"failure_model": {"config": SMALL_MODEL}}},
+    )
+    assert result.success
+    return result
+
+
+def test_model_is_registered_tagged_and_champion(graph: Graph, trained) -> None:
+    metadata = trained.asset_materializations_for_node("failure_model")[0].metadata
+    client = MlflowClient(tracking_uri=graph.settings.mlflow_tracking_uri)
+    version = client.get_model_version(
+        graph.settings.model_name, str(metadata["model_version"].value)
+    )
+    assert version.tags["cutoff"] == "2015-02-01"
+    assert version.tags["dagster_run_id"] == trained.run_id
+    champion = client.get_model_version_by_alias(graph.settings.model_name, CHAMPION_ALIAS)
+    assert champion.version == version.version
+    run = client.get_run(metadata["mlflow_run_id"].value)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["dagster_run_id"] == trained.run_id
+    assert run.data.tags["dagster_partition"] == "2015-02-01"
+    assert "comp1_f1" in run.data.metrics
+    assert metadata["mlflow_run"].value.endswith(run.info.run_id)
+    assert "| comp1 |" in metadata["metrics"].value
+    # Artefacts live under the project home, not in ./mlruns of the working directory.
+    assert run.info.artifact_uri.startswith(graph.settings.mlflow_artifacts.as_uri())
+    assert not Path("mlruns").exists()
+    mlflow.set_tracking_uri(graph.settings.mlflow_tracking_uri)
+
+
+def test_scores_cover_every_feature_row_with_probabilities(graph: Graph, trained, spark) -> None:
+    result = graph.run(SCORE_JOB, partition_key="2015-02-03")
+    assert result.success
+    scores = spark.read.parquet(str(graph.warehouse.dataset_path("machine_scores")))
+    rows = scores.collect()
+    assert len(rows) == MACHINES * 2
+    version = trained.asset_materializations_for_node("failure_model")[0].metadata["model_version"]
+    for row in rows:
+        total = sum(row[name] for name in PROBABILITY_COLUMNS)
+        assert total == pytest.approx(1.0, abs=1e-6)
+        assert row["failure_probability"] == pytest.approx(1 - row["prob_none"])
+        assert 0 <= row["predicted_component"] <= 4
+        assert row["model_version"] == version.value
+        assert str(row["model_cutoff"]) == "2015-02-01"
+
+
+def test_scoring_a_month_without_a_model_fails_with_a_clear_reason(graph: Graph) -> None:
+    result = graph.run(SCORE_JOB, partition_key="2015-01-20", raise_on_error=False)
+    assert not result.success
+    failure = next(event for event in result.all_events if event.is_step_failure)
+    message = failure.step_failure_data.user_failure_data.description  # type: ignore[union-attr]
+    assert "No registered" in message and "2015-01-01" in message

@@ -1,0 +1,129 @@
+"""The warehouse: partition layout, pruned window reads, and atomic replacement."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from pdm_assets.partitions import Window
+from pdm_assets.storage import MissingDatasetError, Warehouse
+
+
+def _frame(spark: SparkSession, rows: list[tuple[str, int]]) -> DataFrame:
+    return spark.createDataFrame(rows, "day string, value int").select(
+        F.to_date("day").alias("date"), "value"
+    )
+
+
+def _values(frame: DataFrame) -> list[tuple[str, int]]:
+    return sorted((str(row["date"]), row["value"]) for row in frame.collect())
+
+
+JAN = Window.of_days(date(2015, 1, 1), date(2015, 1, 4))
+
+
+def test_partitions_are_written_per_day_and_read_back_by_window(spark, tmp_path: Path) -> None:
+    warehouse = Warehouse(tmp_path)
+    counts = warehouse.write_partitions(
+        "t", _frame(spark, [("2015-01-01", 1), ("2015-01-01", 2), ("2015-01-03", 3)]), JAN
+    )
+    # The day without rows is an empty partition: "materialised, nothing happened".
+    assert counts == {date(2015, 1, 1): 2, date(2015, 1, 2): 0, date(2015, 1, 3): 1}
+    assert warehouse.partition_dates("t") == [date(2015, 1, 1), date(2015, 1, 2), date(2015, 1, 3)]
+    window = Window.of_days(date(2015, 1, 2), date(2015, 1, 4))
+    assert _values(warehouse.read_window(spark, "t", window)) == [("2015-01-03", 3)]
+
+
+def test_window_read_is_one_pruned_scan(spark, tmp_path: Path) -> None:
+    warehouse = Warehouse(tmp_path)
+    warehouse.write_partitions("t", _frame(spark, [("2015-01-01", 1), ("2015-01-03", 3)]), JAN)
+    window = Window.of_days(date(2015, 1, 3), date(2015, 1, 4))
+    plan = warehouse.read_window(spark, "t", window)._jdf.queryExecution().executedPlan().toString()
+    assert "PartitionFilters: [isnotnull(date" in plan
+    assert plan.count("FileScan parquet") == 1
+
+
+def test_rewriting_a_day_replaces_exactly_that_day(spark, tmp_path: Path) -> None:
+    warehouse = Warehouse(tmp_path)
+    warehouse.write_partitions("t", _frame(spark, [("2015-01-01", 1), ("2015-01-02", 2)]), JAN)
+    second = Window.of_days(date(2015, 1, 2), date(2015, 1, 3))
+    warehouse.write_partitions("t", _frame(spark, [("2015-01-02", 20), ("2015-01-02", 21)]), second)
+    assert _values(warehouse.read_window(spark, "t", JAN)) == [
+        ("2015-01-01", 1),
+        ("2015-01-02", 20),
+        ("2015-01-02", 21),
+    ]
+    # The replaced version is gone from disk, not only hidden.
+    versions = list((tmp_path / "t" / "_versions" / "date=2015-01-02").iterdir())
+    assert len(versions) == 1
+
+
+def test_a_write_failing_midway_leaves_the_old_partition_intact(spark, tmp_path: Path) -> None:
+    warehouse = Warehouse(tmp_path)
+    day = Window.of_days(date(2015, 1, 1), date(2015, 1, 2))
+    warehouse.write_partitions("t", _frame(spark, [("2015-01-01", 1), ("2015-01-01", 2)]), day)
+
+    # The new rows fail while Spark is writing them: raise_error fires inside the tasks, after
+    # other rows of the same partition may already be in files.
+    failing = (
+        _frame(spark, [("2015-01-01", v) for v in range(100)])
+        .repartition(4)
+        .withColumn(
+            "value",
+            F.when(F.col("value") == 77, F.raise_error(F.lit("boom"))).otherwise(F.col("value")),
+        )
+    )
+    with pytest.raises(Exception, match="boom"):
+        warehouse.write_partitions("t", failing, day)
+    assert _values(warehouse.read_window(spark, "t", day)) == [("2015-01-01", 1), ("2015-01-01", 2)]
+
+
+def test_a_run_killed_between_days_leaves_each_day_whole(
+    spark, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warehouse = Warehouse(tmp_path)
+    two_days = Window.of_days(date(2015, 1, 1), date(2015, 1, 3))
+    warehouse.write_partitions("t", _frame(spark, [("2015-01-01", 1), ("2015-01-02", 2)]), two_days)
+
+    swaps = {"done": 0}
+    original = Warehouse._swap_link
+
+    def swap_once_then_die(dataset_path: Path, name: str, version: Path) -> None:
+        if swaps["done"] == 1:
+            raise KeyboardInterrupt("killed")
+        swaps["done"] += 1
+        original(dataset_path, name, version)
+
+    monkeypatch.setattr(Warehouse, "_swap_link", staticmethod(swap_once_then_die))
+    with pytest.raises(KeyboardInterrupt):
+        warehouse.write_partitions(
+            "t", _frame(spark, [("2015-01-01", 10), ("2015-01-02", 20)]), two_days
+        )
+    # Day 1 was swapped to the new rows, day 2 still has the old ones; neither is a mix.
+    assert _values(warehouse.read_window(spark, "t", two_days)) == [
+        ("2015-01-01", 10),
+        ("2015-01-02", 2),
+    ]
+
+
+def test_rows_outside_the_window_are_refused_not_dropped(spark, tmp_path: Path) -> None:
+    warehouse = Warehouse(tmp_path)
+    day = Window.of_days(date(2015, 1, 1), date(2015, 1, 2))
+    with pytest.raises(ValueError, match="outside the partition window"):
+        warehouse.write_partitions("t", _frame(spark, [("2015-01-05", 1)]), day)
+
+
+def test_reading_a_dataset_never_written_names_it(spark, tmp_path: Path) -> None:
+    with pytest.raises(MissingDatasetError, match="'nothing'"):
+        Warehouse(tmp_path).read_window(spark, "nothing", JAN)
+
+
+def test_unpartitioned_tables_are_replaced_whole(spark, tmp_path: Path) -> None:
+    warehouse = Warehouse(tmp_path)
+    assert warehouse.write_table("m", spark.createDataFrame([(1,), (2,)], "x int")) == 2
+    assert warehouse.write_table("m", spark.createDataFrame([(3,)], "x int")) == 1
+    assert [row["x"] for row in warehouse.read_table(spark, "m").collect()] == [3]
