@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint typecheck pytest ui mlflow-ui clean
+.PHONY: install demo test lint typecheck pytest ui mlflow-ui benchmark clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,14 +28,19 @@ typecheck: install
 pytest: install
 	$(BIN)/python -m pytest
 
+SETTING = $(BIN)/python -c 'from pdm_assets.settings import load_settings; print(load_settings().$(1))'
+
 ui: install
-	DAGSTER_HOME=$${DAGSTER_HOME:-$$($(BIN)/python -c 'from pdm_assets.settings import load_settings; print(load_settings().dagster_home)')} \
-		$(BIN)/dagster dev -w workspace.yaml
+	@home=$${DAGSTER_HOME:-$$($(call SETTING,dagster_home))}; mkdir -p "$$home"; \
+		echo "Dagster UI on http://127.0.0.1:3000 (DAGSTER_HOME=$$home)"; \
+		DAGSTER_HOME="$$home" $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 mlflow-ui: install
-	$(BIN)/mlflow ui --backend-store-uri \
-		$$($(BIN)/python -c 'from pdm_assets.settings import load_settings; print(load_settings().mlflow_tracking_uri)') \
+	$(BIN)/mlflow ui --backend-store-uri "$$($(call SETTING,mlflow_tracking_uri))" \
 		--host 127.0.0.1 --port 5000
+
+benchmark: install
+	$(BIN)/python benchmarks/simulator_benchmark.py
 
 clean:
 	rm -rf .pdm_home

@@ -22,7 +22,7 @@ from pdm_assets.definitions import INGEST_JOB, SCORE_JOB, TRAIN_JOB, build_defin
 from pdm_assets.partitions import Window
 from pdm_assets.settings import Settings, load_settings
 from pdm_assets.simulator import FleetSpec, simulate, write_landing
-from pdm_assets.spark import SparkResource
+from pdm_assets.spark import JavaNotFoundError, SparkResource, ensure_java
 from pdm_assets.storage import Warehouse
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -62,7 +62,11 @@ def _run(
     partition_key: str | None = None,
 ) -> None:
     result = defs.resolve_job_def(job).execute_in_process(
-        instance=instance, tags=tags, partition_key=partition_key, raise_on_error=False
+        instance=instance,
+        tags=tags,
+        partition_key=partition_key,
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
     )
     if not result.success:
         failure = next((event for event in result.all_events if event.is_step_failure), None)
@@ -153,6 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     settings = load_settings()
+    if settings.spark_master.startswith("local"):
+        try:
+            ensure_java()
+        except JavaNotFoundError as error:
+            sys.stderr.write(f"pdm-demo: {error}\n")
+            return 2
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     demo = plan(settings, args.cutoff)

@@ -20,7 +20,7 @@ import os
 import shutil
 import uuid
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 DATE_COLUMN = "date"
 VERSIONS = "_versions"
 UNPARTITIONED = "current"
+_ONE_DAY = timedelta(days=1)
 
 
 class MissingDatasetError(LookupError):
@@ -76,23 +77,23 @@ class Warehouse:
         if DATE_COLUMN not in frame.columns:
             raise ValueError(f"{dataset}: a partitioned dataset needs a '{DATE_COLUMN}' column")
         days = window.days
-        outside = (
-            frame.where(
-                (F.col(DATE_COLUMN) < F.lit(days[0]))
-                | (F.col(DATE_COLUMN) > F.lit(days[-1]))
-                | F.col(DATE_COLUMN).isNull()
-            )
-            .limit(1)
-            .count()
-        )
-        if outside:
-            raise ValueError(
-                f"{dataset}: rows with a date outside the partition window "
-                f"{days[0]}..{days[-1]}; refusing to drop them silently"
-            )
         dataset_path = self.dataset_path(dataset)
         staging = dataset_path / VERSIONS / f"_staging-{uuid.uuid4().hex}"
         frame.write.partitionBy(DATE_COLUMN).parquet(str(staging))
+        # Spark wrote one folder per date it saw; a folder outside the window (or the folder of
+        # null dates) holds rows that no partition of this run would keep.
+        expected = {_link_name(day) for day in days}
+        unexpected = sorted(
+            entry.name
+            for entry in staging.iterdir()
+            if entry.is_dir() and entry.name not in expected
+        )
+        if unexpected:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise ValueError(
+                f"{dataset}: rows with a date outside the partition window {days[0]}..{days[-1]} "
+                f"({', '.join(unexpected)}); refusing to drop them silently"
+            )
         data_schema = to_arrow_schema(frame.drop(DATE_COLUMN).schema, timezone="UTC")
         counts: dict[date, int] = {}
         try:
@@ -131,6 +132,13 @@ class Warehouse:
             (F.col(DATE_COLUMN) >= F.lit(window.start.date()))
             & (F.col(DATE_COLUMN) < F.lit(window.end.date()))
         )
+
+    def read_all(self, spark: SparkSession, dataset: str) -> DataFrame:
+        """Every row of a dataset, partitioned or not."""
+        dates = self.partition_dates(dataset)
+        if not dates:
+            return self.read_table(spark, dataset)
+        return self.read_window(spark, dataset, Window.of_days(dates[0], dates[-1] + _ONE_DAY))
 
     def read_table(self, spark: SparkSession, dataset: str) -> DataFrame:
         path = self.dataset_path(dataset) / UNPARTITIONED

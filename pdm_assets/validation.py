@@ -84,8 +84,7 @@ def _split(
     signature = F.to_json(F.struct(*[F.col(name) for name in value_columns]))
     by_key = Window.partitionBy(*key)
     # Only rows that passed the checks compete for a key.
-    checked = staged.where(F.col("reason").isNull())
-    checked = checked.withColumn("_signature", signature)
+    checked = staged.where(F.col("reason").isNull()).withColumn("_signature", signature)
     checked = checked.withColumn("_variants", F.size(F.collect_set("_signature").over(by_key)))
     checked = checked.withColumn("_copy", F.row_number().over(by_key.orderBy("_signature", "raw")))
     duplicate_reason = F.when(
@@ -94,13 +93,17 @@ def _split(
     checked = checked.withColumn("reason", duplicate_reason).drop(
         "_signature", "_variants", "_copy"
     )
-    rejected = staged.where(F.col("reason").isNotNull()).unionByName(
-        checked.where(F.col("reason").isNotNull())
+    # Computed once: the quarantine and the typed rows are both written from this result, and
+    # reading and checking the source files twice would double the cost of ingest.
+    every_row = (
+        staged.where(F.col("reason").isNotNull()).unionByName(checked).localCheckpoint(eager=True)
     )
     kept_columns = [*typed.keys()] + (["date"] if partition_date is not None else [])
     return Validated(
-        valid=checked.where(F.col("reason").isNull()).select(*kept_columns),
-        quarantine=rejected.select(F.lit(table).alias("table"), "reason", "raw", "date"),
+        valid=every_row.where(F.col("reason").isNull()).select(*kept_columns),
+        quarantine=every_row.where(F.col("reason").isNotNull()).select(
+            F.lit(table).alias("table"), "reason", "raw", "date"
+        ),
     )
 
 

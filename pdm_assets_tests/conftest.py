@@ -12,6 +12,7 @@ from pdm_assets.spark import SparkResource
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = REPO_ROOT.parent / "shared" / "data" / "azure-pdm-sample"
+NO_TELEMETRY = {"telemetry": {"enabled": False}}
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +29,7 @@ def pdm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("PDM_HOME", str(home))
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
     (home / "dagster").mkdir(parents=True)
+    (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     for name in ("PDM_DATA_SOURCE", "PDM_CSV_DIR", "PDM_MLFLOW_TRACKING_URI", "PDM_ENV"):
         monkeypatch.delenv(name, raising=False)
     return home

@@ -17,6 +17,7 @@ from pdm_assets.registry import CHAMPION_ALIAS
 from pdm_assets.settings import Settings, load_settings
 from pdm_assets.storage import Warehouse
 from pdm_assets.training import PROBABILITY_COLUMNS
+from pdm_assets_tests.conftest import NO_TELEMETRY
 
 MACHINES = 6
 DAYS = 45  # 2015-01-01 .. 2015-02-14
@@ -63,7 +64,9 @@ def graph(tmp_path_factory: pytest.TempPathFactory, spark) -> Iterator[Graph]:
         patch.delenv(name, raising=False)
     settings = load_settings()
     settings.dagster_home.mkdir(parents=True)
-    with dg.DagsterInstance.local_temp(str(settings.dagster_home)) as instance:
+    with dg.DagsterInstance.local_temp(
+        str(settings.dagster_home), overrides=NO_TELEMETRY
+    ) as instance:
         graph = Graph(settings, build_definitions(settings), instance)
         result = graph.run(INGEST_JOB, _range("2015-01-01", "2015-02-14"))
         assert result.success

@@ -1,0 +1,118 @@
+"""The definitions load in every environment and data source; settings fail with clear errors;
+no Java gives a message saying what to install."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from pdm_assets.definitions import RESOURCES_BY_ENVIRONMENT, build_definitions
+from pdm_assets.settings import ENVIRONMENTS, load_settings
+from pdm_assets.sources import CsvFolderSource, SimulatedFleetSource
+from pdm_assets.spark import JavaNotFoundError, SparkResource, ensure_java, find_java
+from pdm_assets_tests.conftest import REPO_ROOT, SAMPLE_DIR
+
+EXPECTED_ASSETS = {
+    "raw_machines",
+    "raw_telemetry",
+    "raw_errors",
+    "raw_maintenance",
+    "raw_failures",
+    "machine_features",
+    "failure_labels",
+    "failure_model",
+    "machine_scores",
+}
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_definitions_load_in_every_environment(
+    environment: str, pdm_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PDM_ENV", environment)
+    defs = build_definitions()
+    dg.Definitions.validate_loadable(defs)
+    keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert keys == EXPECTED_ASSETS
+    assert set(RESOURCES_BY_ENVIRONMENT) == set(ENVIRONMENTS)
+
+
+def test_every_asset_has_a_description_and_a_group(pdm_home: Path) -> None:
+    graph = build_definitions().resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.description, key
+        assert node.group_name in {"raw", "features", "model", "scoring"}, key
+
+
+def test_the_csv_source_is_chosen_by_environment(
+    pdm_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert isinstance(build_definitions().resources["source"], SimulatedFleetSource)
+    monkeypatch.setenv("PDM_DATA_SOURCE", "csv")
+    monkeypatch.setenv("PDM_CSV_DIR", str(SAMPLE_DIR))
+    source = build_definitions().resources["source"]
+    assert isinstance(source, CsvFolderSource) and source.csv_dir == str(SAMPLE_DIR)
+
+
+def test_workspace_file_loads_the_definitions_module() -> None:
+    workspace = (REPO_ROOT / "workspace.yaml").read_text()
+    assert "module_name: pdm_assets.definitions" in workspace
+
+
+def test_settings_default_under_the_home_and_reject_bad_values(
+    pdm_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings()
+    assert settings.warehouse == pdm_home / "warehouse"
+    assert settings.mlflow_tracking_uri == f"sqlite:///{pdm_home / 'mlflow' / 'mlflow.db'}"
+    assert (settings.horizon_days, settings.sim_machines) == (7, 100)
+    monkeypatch.setenv("PDM_SIM_MACHINES", "many")
+    with pytest.raises(ValueError, match="PDM_SIM_MACHINES must be an integer"):
+        load_settings()
+    monkeypatch.delenv("PDM_SIM_MACHINES")
+    monkeypatch.setenv("PDM_ENV", "mainframe")
+    with pytest.raises(ValueError, match="PDM_ENV must be one of"):
+        load_settings()
+    monkeypatch.setenv("PDM_ENV", "local")
+    monkeypatch.setenv("PDM_DATA_SOURCE", "csv")
+    with pytest.raises(ValueError, match="needs PDM_CSV_DIR"):
+        load_settings()
+
+
+def test_missing_java_names_what_to_install(tmp_path: Path) -> None:
+    with pytest.raises(JavaNotFoundError, match="openjdk-17"):
+        find_java({"PATH": str(tmp_path)})
+    with pytest.raises(JavaNotFoundError, match="JAVA_HOME"):
+        find_java({"JAVA_HOME": str(tmp_path), "PATH": ""})
+
+
+def test_an_old_java_is_refused(tmp_path: Path) -> None:
+    fake = tmp_path / "bin" / "java"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'openjdk version \"1.8.0_392\"' >&2\n")
+    fake.chmod(0o755)
+    with pytest.raises(JavaNotFoundError, match="Java 8; pyspark 4 needs Java 17"):
+        ensure_java({"JAVA_HOME": str(tmp_path)})
+
+
+def test_a_session_without_java_fails_before_py4j(tmp_path: Path) -> None:
+    # A fresh interpreter, so no JVM from this test session is reused.
+    script = (
+        "from pdm_assets.spark import SparkResource, JavaNotFoundError\n"
+        "try:\n"
+        "    SparkResource().get_session()\n"
+        "except JavaNotFoundError as error:\n"
+        "    raise SystemExit(f'JAVA-MISSING: {error}')\n"
+    )
+    env = {"PATH": str(tmp_path), "HOME": str(tmp_path)}
+    completed = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert "JAVA-MISSING: Spark needs Java, and none was found" in completed.stderr
+    assert "Py4J" not in completed.stderr and "Traceback" not in completed.stderr
+    assert SparkResource().master == "local[*]"
+    assert os.environ.get("PATH")  # this process is untouched

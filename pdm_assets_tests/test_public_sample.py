@@ -1,0 +1,133 @@
+"""End to end on the real public sample (../shared/data/azure-pdm-sample): machines 1-10,
+2015-01-01 06:00 .. 2015-04-01 05:00, read in place through the CSV source."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import dagster as dg
+import pytest
+from pyspark.sql import DataFrame
+
+from pdm_assets.definitions import INGEST_JOB, SCORE_JOB, TRAIN_JOB, build_definitions
+from pdm_assets.settings import Settings, load_settings
+from pdm_assets.storage import Warehouse
+from pdm_assets_tests.conftest import NO_TELEMETRY, SAMPLE_DIR
+
+pytestmark = pytest.mark.slow
+
+MACHINES = 10
+DAYS = 90  # 2015-01-01 .. 2015-03-31; 2015-04-01 00:00-05:00 lies past the partitions
+
+
+@dataclass
+class SampleRun:
+    settings: Settings
+    instance: dg.DagsterInstance
+    results: dict[str, dg.ExecuteInProcessResult]
+
+    def dataset(self, spark, name: str) -> DataFrame:  # type: ignore[no-untyped-def]
+        return Warehouse(self.settings.warehouse).read_all(spark, name)
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory, spark) -> Iterator[SampleRun]:
+    assert SAMPLE_DIR.exists(), f"the public sample is expected at {SAMPLE_DIR}"
+    home = tmp_path_factory.mktemp("sample-home")
+    patch = pytest.MonkeyPatch()
+    for name, value in {
+        "PDM_HOME": str(home),
+        "PDM_DATA_SOURCE": "csv",
+        "PDM_CSV_DIR": str(SAMPLE_DIR),
+        "PDM_PARTITIONS_END": "2015-04-01",
+    }.items():
+        patch.setenv(name, value)
+    patch.delenv("PDM_MLFLOW_TRACKING_URI", raising=False)
+    settings = load_settings()
+    settings.dagster_home.mkdir(parents=True)
+    defs = build_definitions(settings)
+    with dg.DagsterInstance.local_temp(
+        str(settings.dagster_home), overrides=NO_TELEMETRY
+    ) as instance:
+
+        def run(job: str, **kwargs) -> dg.ExecuteInProcessResult:  # type: ignore[no-untyped-def]
+            result = defs.resolve_job_def(job).execute_in_process(instance=instance, **kwargs)
+            assert result.success, job
+            return result
+
+        results = {
+            "ingest": run(
+                INGEST_JOB,
+                tags={
+                    "dagster/asset_partition_range_start": "2015-01-01",
+                    "dagster/asset_partition_range_end": "2015-03-31",
+                },
+            ),
+            "train": run(
+                TRAIN_JOB,
+                partition_key="2015-03-01",
+                run_config={"ops": {"failure_model": {"config": {"num_trees": 10}}}},
+            ),
+            "score": run(
+                SCORE_JOB,
+                tags={
+                    "dagster/asset_partition_range_start": "2015-03-01",
+                    "dagster/asset_partition_range_end": "2015-03-31",
+                },
+            ),
+        }
+        yield SampleRun(settings, instance, results)
+    patch.undo()
+
+
+def test_every_sample_row_is_ingested_and_none_quarantined(sample: SampleRun, spark) -> None:
+    # Row counts of the sample's README, less the rows of 2015-04-01 (past the last partition);
+    # maintenance includes its 2014 history, kept in the first partition.
+    expected = {
+        "raw_telemetry": 21_600 - 6 * MACHINES,  # 2015-04-01 00:00..05:00 is past the last day
+        "raw_errors": 100 - 1,  # one error at 2015-04-01 05:00
+        "raw_maintenance": 109,
+        "raw_failures": 17,
+        "raw_machines": MACHINES,
+    }
+    counts = {name: sample.dataset(spark, name).count() for name in expected}
+    assert counts == expected
+    for table in ("telemetry", "errors", "maint", "failures"):
+        assert sample.dataset(spark, f"quarantine_{table}").count() == 0, table
+
+
+def test_a_failure_resets_days_since_replacement(sample: SampleRun, spark) -> None:
+    features = sample.dataset(spark, "machine_features")
+    # Machine 1's comp4 failed 2015-01-05 06:00; at 2015-01-05 12:00 it was replaced 0.25 d ago.
+    row = features.where("machine_id = 1 and datetime = '2015-01-05 12:00:00'").first()
+    assert row is not None
+    assert row["comp4_days_since_replacement"] == pytest.approx(0.25)
+
+
+def test_features_labels_and_scores_have_the_expected_rows_and_schema(
+    sample: SampleRun, spark
+) -> None:
+    features = sample.dataset(spark, "machine_features")
+    # Two observations a day for 90 days, except 2015-01-01 00:00: telemetry starts at 06:00.
+    assert features.count() == MACHINES * (DAYS * 2 - 1)
+    labels = sample.dataset(spark, "failure_labels")
+    assert labels.count() == features.count()
+    assert labels.where("label > 0").count() > 0
+    scores = sample.dataset(spark, "machine_scores")
+    assert scores.count() == MACHINES * 31 * 2
+    assert scores.columns == [
+        "machine_id",
+        "datetime",
+        "predicted_component",
+        "prob_none",
+        "prob_comp1",
+        "prob_comp2",
+        "prob_comp3",
+        "prob_comp4",
+        "failure_probability",
+        "model_name",
+        "model_version",
+        "model_cutoff",
+        "date",
+    ]
+    metadata = sample.results["train"].asset_materializations_for_node("failure_model")[0].metadata
+    assert metadata["training_rows"].value > 0 and metadata["validation_rows"].value > 0
