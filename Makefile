@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint typecheck pytest ui mlflow-ui benchmark clean
+.PHONY: install demo test lint typecheck browser pytest ui mlflow-ui benchmark clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,13 @@ install: $(BIN)/.installed
 demo: install
 	$(BIN)/python -m pdm_assets.demo
 
-test: install lint typecheck pytest
+test: install lint typecheck browser pytest
+
+# The UI test drives Debian's headless Chromium; install it once if it is missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null 2>&1 || $(SUDO) apt-get install -y --no-install-recommends chromium \
+		|| { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium; }
 
 lint: install
 	$(BIN)/ruff check pdm_assets pdm_assets_tests benchmarks

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
+
+if TYPE_CHECKING:
+    from dagster._core.definitions.unresolved_asset_job_definition import (
+        UnresolvedAssetJobDefinition,
+    )
 
 from pdm_assets.assets.features import build_feature_assets
 from pdm_assets.assets.model import build_model_asset
+from pdm_assets.assets.outcomes import build_outcomes_asset
 from pdm_assets.assets.raw import build_raw_assets
 from pdm_assets.assets.scores import build_scores_asset
+from pdm_assets.automation import (
+    OUTCOMES_JOB,
+    SCORING_JOB,
+    build_landing_sensor,
+    build_training_schedule,
+)
 from pdm_assets.io_manager import SparkParquetIOManager, WarehouseResource
 from pdm_assets.partitions import GraphPartitions, build_partitions
 from pdm_assets.registry import ModelRegistry, mlflow_tracking_resource
@@ -65,11 +79,27 @@ def build_assets(partitions: GraphPartitions) -> list[dg.AssetsDefinition]:
         *build_feature_assets(partitions),
         build_model_asset(partitions),
         build_scores_asset(partitions),
+        build_outcomes_asset(partitions),
     ]
 
 
-def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
+RAW_EVENT_ASSETS = ["raw_telemetry", "raw_errors", "raw_maintenance", "raw_failures"]
+
+
+def build_jobs() -> list[UnresolvedAssetJobDefinition]:
     return [
+        dg.define_asset_job(
+            SCORING_JOB,
+            selection=dg.AssetSelection.assets(
+                *RAW_EVENT_ASSETS, "machine_features", "failure_labels", "machine_scores"
+            ),
+            description="One landed day: raw tables -> features -> labels -> scores.",
+        ),
+        dg.define_asset_job(
+            OUTCOMES_JOB,
+            selection=dg.AssetSelection.assets("failure_labels", "model_outcomes"),
+            description="Re-label a day whose horizon has passed and measure its outcomes.",
+        ),
         dg.define_asset_job(
             INGEST_JOB,
             selection=dg.AssetSelection.groups("raw", "features"),
@@ -92,9 +122,20 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
     partitions = build_partitions(settings)
     resources = RESOURCES_BY_ENVIRONMENT[settings.environment](settings)
+    jobs = build_jobs()
+    by_name = {job.name: job for job in jobs}
     return dg.Definitions(
         assets=build_assets(partitions),
-        jobs=build_jobs(),
+        jobs=jobs,
+        sensors=[
+            build_landing_sensor(
+                settings.landing,
+                partitions.daily,
+                settings.horizon_days,
+                [by_name[SCORING_JOB], by_name[OUTCOMES_JOB]],
+            )
+        ],
+        schedules=[build_training_schedule(partitions.monthly, TRAIN_JOB)],
         resources=resources,
         # One process and one Spark session for every step of a run: a JVM per step costs ~3x.
         executor=dg.in_process_executor,

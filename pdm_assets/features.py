@@ -31,6 +31,11 @@ ERROR_FEATURES = [
 MAINTENANCE_FEATURES = [
     f"comp{component}_days_since_replacement" for component in range(1, COMPONENTS + 1)
 ]
+# Thresholds of the null-rate check; columns not listed must never be null.
+MAX_NULL_RATE = {
+    **{name: 0.05 for name in TELEMETRY_FEATURES if "_sd_" in name},
+    **{name: 0.5 for name in MAINTENANCE_FEATURES},
+}
 NUMERIC_FEATURES = [*TELEMETRY_FEATURES, *ERROR_FEATURES, *MAINTENANCE_FEATURES, "age"]
 CATEGORICAL_FEATURES = ["model"]
 
@@ -179,3 +184,15 @@ def compute(
         .withColumn("date", F.to_date("datetime"))
         .select("machine_id", "datetime", *NUMERIC_FEATURES, *CATEGORICAL_FEATURES, "date")
     )
+
+
+def null_rates(rows: DataFrame) -> dict[str, float]:
+    """Share of null values of every feature column, in one pass."""
+    columns = [*NUMERIC_FEATURES, *CATEGORICAL_FEATURES]
+    counts = rows.agg(
+        F.count(F.lit(1)).alias("_rows"),
+        *[F.sum(F.col(name).isNull().cast("int")).alias(name) for name in columns],
+    ).first()
+    assert counts is not None
+    total = counts["_rows"] or 0
+    return {name: (counts[name] or 0) / total if total else 0.0 for name in columns}

@@ -66,6 +66,8 @@ def build_partitions(settings: Settings) -> GraphPartitions:
         monthly=dg.MonthlyPartitionsDefinition(
             start_date=_first_of_month(settings.partitions_start).isoformat(),
             end_date=_next_month(settings.partitions_end - timedelta(days=1)).isoformat(),
+            # ... and in live operation the month that has just begun is a partition too.
+            end_offset=1,
             timezone="UTC",
         ),
         horizon_days=settings.horizon_days,

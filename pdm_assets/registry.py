@@ -18,6 +18,7 @@ CHAMPION_ALIAS = "champion"
 CUTOFF_TAG = "cutoff"
 DAGSTER_RUN_TAG = "dagster_run_id"
 PARTITION_TAG = "dagster_partition"
+GATE_TAG = "quality_gate"
 
 
 def ensure_experiment(tracking_uri: str, name: str, artifact_location: str | None) -> str:
@@ -117,8 +118,20 @@ class ModelRegistry(dg.ConfigurableResource):
             raise RuntimeError(f"{self.model_name} v{version} is not READY; not promoting it")
         client.set_registered_model_alias(self.model_name, CHAMPION_ALIAS, version)
 
+    def champion(self) -> ModelVersion | None:
+        client = self.client()
+        try:
+            return client.get_model_version_by_alias(self.model_name, CHAMPION_ALIAS)
+        except mlflow.exceptions.MlflowException:
+            return None
+
+    def tag_gate(self, version: str, passed: bool) -> None:
+        self.client().set_model_version_tag(
+            self.model_name, version, GATE_TAG, "passed" if passed else "failed"
+        )
+
     def version_for_cutoff(self, cutoff: date) -> ModelVersion | None:
-        """The newest version trained for `cutoff`, or None if that month has no model yet."""
+        """The newest READY version trained for `cutoff` that passed its quality gate, or None."""
         client = self.client()
         try:
             versions = client.search_model_versions(f"name='{self.model_name}'")
@@ -127,7 +140,9 @@ class ModelRegistry(dg.ConfigurableResource):
         matching = [
             version
             for version in versions
-            if version.tags.get(CUTOFF_TAG) == cutoff.isoformat() and version.status == "READY"
+            if version.tags.get(CUTOFF_TAG) == cutoff.isoformat()
+            and version.tags.get(GATE_TAG) == "passed"
+            and version.status == "READY"
         ]
         return max(matching, key=lambda v: int(v.version)) if matching else None
 

@@ -199,3 +199,57 @@ def _pr_auc(predictions: DataFrame, component: int) -> float:
         rawPredictionCol="score", labelCol="is_component", metricName="areaUnderPR"
     )
     return float(evaluator.evaluate(scored))
+
+
+def macro(metrics: dict[str, dict[str, float]], name: str) -> float:
+    return sum(values[name] for values in metrics.values()) / len(metrics)
+
+
+def confusion_matrix(predictions: DataFrame) -> list[list[int]]:
+    """Rows: actual class 0..4; columns: predicted class 0..4."""
+    counts = {
+        (int(row["label"]), int(row["predicted_component"])): int(row["count"])
+        for row in predictions.groupBy("label", "predicted_component").count().collect()
+    }
+    return [
+        [counts.get((actual, predicted), 0) for predicted in range(CLASSES)]
+        for actual in range(CLASSES)
+    ]
+
+
+def feature_importances(model: PipelineModel) -> dict[str, float]:
+    """The classifier's importances, named by the feature each assembler slot came from."""
+    assembler = next(stage for stage in model.stages if isinstance(stage, VectorAssembler))
+    classifier = model.stages[-1]
+    names = [name.split("__")[0] for name in assembler.getInputCols()]
+    values = classifier.featureImportances.toArray()  # type: ignore[attr-defined]
+    return {name: float(value) for name, value in zip(names, values, strict=True)}
+
+
+@dataclass(frozen=True)
+class GateResult:
+    passed: bool
+    reasons: list[str]
+    macro_pr_auc: float
+    champion_macro_pr_auc: float | None
+
+
+def quality_gate(
+    metrics: dict[str, dict[str, float]],
+    champion_metrics: dict[str, dict[str, float]] | None,
+    min_macro_pr_auc: float,
+    champion_tolerance: float,
+) -> GateResult:
+    """A new version may become champion if its macro PR-AUC clears the floor and is not worse
+    than the champion's on the same validation rows (by more than the tolerance)."""
+    score = macro(metrics, "pr_auc")
+    reasons = []
+    if score < min_macro_pr_auc:
+        reasons.append(f"macro PR-AUC {score:.3f} below the floor {min_macro_pr_auc:.3f}")
+    champion_score = macro(champion_metrics, "pr_auc") if champion_metrics else None
+    if champion_score is not None and score < champion_score - champion_tolerance:
+        reasons.append(
+            f"macro PR-AUC {score:.3f} worse than the champion's {champion_score:.3f} "
+            f"(tolerance {champion_tolerance:.3f}) on the same validation rows"
+        )
+    return GateResult(not reasons, reasons, score, champion_score)

@@ -151,6 +151,19 @@ def _value_columns(table: str) -> tuple[dict[str, Column], list[tuple[Column, st
     )
 
 
+# The typed columns of each raw table, as Spark's simpleString names them.
+EXPECTED_TYPES = {
+    "telemetry": {
+        "machine_id": "int",
+        "datetime": "timestamp",
+        **{sensor: "double" for sensor in SENSORS},
+        "date": "date",
+    },
+    "errors": {"machine_id": "int", "datetime": "timestamp", "error_id": "int", "date": "date"},
+    "maint": {"machine_id": "int", "datetime": "timestamp", "component": "int", "date": "date"},
+    "failures": {"machine_id": "int", "datetime": "timestamp", "component": "int", "date": "date"},
+}
+
 EVENT_KEYS = {
     "telemetry": ("machine_id", "datetime"),
     "errors": ("machine_id", "datetime", "error_id"),

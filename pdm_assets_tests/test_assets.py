@@ -12,6 +12,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
+from pdm_assets.automation import OUTCOMES_JOB
 from pdm_assets.definitions import INGEST_JOB, SCORE_JOB, TRAIN_JOB, build_definitions
 from pdm_assets.registry import CHAMPION_ALIAS
 from pdm_assets.settings import Settings, load_settings
@@ -21,7 +22,7 @@ from pdm_assets_tests.conftest import NO_TELEMETRY
 
 MACHINES = 6
 DAYS = 45  # 2015-01-01 .. 2015-02-14
-SMALL_MODEL = {"num_trees": 5, "max_depth": 6, "validation_days": 7}
+SMALL_MODEL = {"num_trees": 5, "max_depth": 6, "validation_days": 7, "min_macro_pr_auc": 0.0}
 
 
 @dataclass
@@ -171,9 +172,92 @@ def test_scores_cover_every_feature_row_with_probabilities(graph: Graph, trained
         assert str(row["model_cutoff"]) == "2015-02-01"
 
 
-def test_scoring_a_month_without_a_model_fails_with_a_clear_reason(graph: Graph) -> None:
-    result = graph.run(SCORE_JOB, partition_key="2015-01-20", raise_on_error=False)
-    assert not result.success
-    failure = next(event for event in result.all_events if event.is_step_failure)
-    message = failure.step_failure_data.user_failure_data.description  # type: ignore[union-attr]
-    assert "No registered" in message and "2015-01-01" in message
+def test_scoring_a_month_without_a_model_is_skipped_with_the_reason(graph: Graph) -> None:
+    result = graph.run(SCORE_JOB, partition_key="2015-01-20")
+    assert result.success
+    assert result.asset_materializations_for_node("machine_scores") == []
+    observation = next(
+        event.asset_observation_data.asset_observation
+        for event in result.all_events
+        if event.event_type_value == "ASSET_OBSERVATION"
+    )
+    reason = observation.metadata["skip_reason"].value
+    assert "no registered" in reason and "2015-01-01" in reason
+    assert "2015-01-20" not in {
+        str(day) for day in graph.warehouse.partition_dates("machine_scores")
+    }
+
+
+def _checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    return {
+        evaluation.check_name: evaluation.passed
+        for evaluation in result.get_asset_check_evaluations()
+    }
+
+
+def test_quality_checks_pass_on_clean_data(graph: Graph, trained) -> None:
+    ingest = graph.run(INGEST_JOB, partition_key="2015-02-04")
+    assert _checks(ingest) == {
+        "schema": True,
+        "no_duplicate_keys": True,
+        "quarantine_share": True,
+        "every_machine_reporting": True,
+        "null_rates": True,
+    }
+    scoring = graph.run(SCORE_JOB, partition_key="2015-02-04")
+    assert _checks(scoring) == {"probabilities_valid": True, "every_active_machine_scored": True}
+    assert _checks(trained) == {"quality_gate": True}
+    metadata = scoring.asset_materializations_for_node("machine_scores")[0].metadata
+    assert metadata["score_distribution"].value.startswith("![score distribution](data:image/png")
+
+
+def test_model_page_shows_pictures(trained) -> None:
+    metadata = trained.asset_materializations_for_node("failure_model")[0].metadata
+    for name in ("confusion_matrix", "feature_importances"):
+        assert metadata[name].value.startswith("![")
+        assert "data:image/png;base64," in metadata[name].value
+
+
+def test_a_model_failing_its_gate_is_registered_but_not_champion(graph: Graph, trained) -> None:
+    client = MlflowClient(tracking_uri=graph.settings.mlflow_tracking_uri)
+    champion_before = client.get_model_version_by_alias(graph.settings.model_name, CHAMPION_ALIAS)
+    strict = {**SMALL_MODEL, "min_macro_pr_auc": 1.01}
+    result = graph.run(
+        TRAIN_JOB,
+        partition_key="2015-02-01",
+        run_config={"ops": {"failure_model": {"config": strict}}},
+        raise_on_error=False,
+    )
+    assert _checks(result) == {"quality_gate": False}
+    evaluation = result.get_asset_check_evaluations()[0]
+    assert "below the floor 1.010" in evaluation.metadata["reasons"].value
+    new_version = result.asset_materializations_for_node("failure_model")[0].metadata
+    version = client.get_model_version(
+        graph.settings.model_name, str(new_version["model_version"].value)
+    )
+    assert version.tags["quality_gate"] == "failed"
+    champion_after = client.get_model_version_by_alias(graph.settings.model_name, CHAMPION_ALIAS)
+    assert champion_after.version == champion_before.version
+
+
+def test_outcomes_measure_scores_against_known_labels(graph: Graph, trained, spark) -> None:
+    assert graph.run(SCORE_JOB, partition_key="2015-02-02").success
+    result = graph.run(OUTCOMES_JOB, partition_key="2015-02-02")
+    assert result.success
+    metadata = result.asset_materializations_for_node("model_outcomes")[0].metadata
+    # Failures are known until the end of 2015-02-14: both observations of 2015-02-02 settled.
+    assert metadata["scored_rows"].value == MACHINES * 2
+    assert metadata["censored_rows"].value == 0
+    assert "| comp1 |" in metadata["realised_metrics"].value
+    assert metadata["trend"].value.startswith("![")
+    assert metadata["max_feature_drift"].value >= 0
+    rows = graph.warehouse.read_all(spark, "model_outcomes").collect()
+    assert sorted(row["component"] for row in rows) == ["comp1", "comp2", "comp3", "comp4"]
+    alerts = sum(
+        1
+        for row in graph.warehouse.read_all(spark, "machine_scores")
+        .where("date = '2015-02-02'")
+        .collect()
+        if row["predicted_component"] > 0
+    )
+    assert rows[0]["alert_rate"] == pytest.approx(alerts / (MACHINES * 2))

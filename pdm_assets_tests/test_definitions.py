@@ -25,6 +25,7 @@ EXPECTED_ASSETS = {
     "failure_labels",
     "failure_model",
     "machine_scores",
+    "model_outcomes",
 }
 
 
@@ -45,7 +46,7 @@ def test_every_asset_has_a_description_and_a_group(pdm_home: Path) -> None:
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description, key
-        assert node.group_name in {"raw", "features", "model", "scoring"}, key
+        assert node.group_name in {"raw", "features", "model", "scoring", "monitoring"}, key
 
 
 def test_the_csv_source_is_chosen_by_environment(

@@ -1,5 +1,6 @@
 """Features and labels: daily, with lookbacks read from earlier raw partitions."""
 
+from collections.abc import Iterator
 from datetime import datetime, time, timedelta
 
 import dagster as dg
@@ -33,6 +34,17 @@ def build_feature_assets(partitions: GraphPartitions) -> list[dg.AssetsDefinitio
             "raw_failures": dg.AssetIn(partition_mapping=partitions.whole_history),
             "raw_machines": dg.AssetIn(),
         },
+        check_specs=[
+            dg.AssetCheckSpec(
+                "null_rates",
+                asset="machine_features",
+                description=(
+                    "Share of nulls per feature under its threshold: none for means, counts and "
+                    "machine columns; some for standard deviations (one reading in a window) "
+                    "and days since replacement (never replaced yet)."
+                ),
+            )
+        ],
     )
     def machine_features(
         context: dg.AssetExecutionContext,
@@ -41,7 +53,7 @@ def build_feature_assets(partitions: GraphPartitions) -> list[dg.AssetsDefinitio
         raw_maintenance: DataFrame,
         raw_failures: DataFrame,
         raw_machines: DataFrame,
-    ) -> dg.Output[DataFrame]:
+    ) -> Iterator[dg.Output[DataFrame] | dg.AssetCheckResult]:
         window = Window.from_dagster(context.partition_time_window)
         rows = features.compute(
             raw_telemetry,
@@ -51,10 +63,29 @@ def build_feature_assets(partitions: GraphPartitions) -> list[dg.AssetsDefinitio
             raw_machines,
             window.start,
             window.end,
-        )
-        return dg.Output(
+        ).localCheckpoint(eager=True)
+        null_rates = features.null_rates(rows)
+        over = {
+            name: rate
+            for name, rate in null_rates.items()
+            if rate > features.MAX_NULL_RATE.get(name, 0.0)
+        }
+        yield dg.Output(
             rows,
-            metadata={"time_range": f"{window.start.isoformat()} .. {window.end.isoformat()}"},
+            metadata={
+                "time_range": f"{window.start.isoformat()} .. {window.end.isoformat()}",
+                "rows": rows.count(),
+            },
+        )
+        yield dg.AssetCheckResult(
+            check_name="null_rates",
+            passed=not over,
+            metadata={
+                "over_threshold": dg.MetadataValue.json(over),
+                "null_rates": dg.MetadataValue.json(
+                    {name: round(rate, 4) for name, rate in null_rates.items() if rate}
+                ),
+            },
         )
 
     @dg.asset(

@@ -1,19 +1,22 @@
 """The model: a Spark ML pipeline per monthly cutoff, tracked and registered in MLflow."""
 
+from collections.abc import Iterator
 from typing import Literal
 
 import dagster as dg
 from dagster_mlflow import end_mlflow_on_run_finished
 from dagster_mlflow.resources import MlFlow
-from mlflow import active_run, log_metrics, log_params, set_tags
+from mlflow import active_run, log_figure, log_metrics, log_params, set_tags
 from pydantic import Field
+from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame
 
-from pdm_assets import training
+from pdm_assets import plots, training
 from pdm_assets.partitions import GraphPartitions, Window
 from pdm_assets.registry import CUTOFF_TAG, PARTITION_TAG, ModelRegistry
 
 MODEL_GROUP = "model"
+QUALITY_GATE = "quality_gate"
 
 
 class ModelConfig(dg.Config):
@@ -40,6 +43,16 @@ class ModelConfig(dg.Config):
         description="After validating, refit on every labelled row before the cutoff.",
     )
     seed: int = Field(default=42, description="Random seed of the classifier.")
+    min_macro_pr_auc: float = Field(
+        default=0.10,
+        description="Quality gate: the floor of the mean per-component PR-AUC on validation "
+        "(chance is the failure rate, a few percent).",
+    )
+    champion_tolerance: float = Field(
+        default=0.02,
+        description="Quality gate: how much lower than the champion's macro PR-AUC on the same "
+        "validation rows the new version may score.",
+    )
 
     def params(self) -> training.ClassifierParams:
         return training.ClassifierParams(
@@ -86,6 +99,18 @@ def build_model_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
             "failure_labels": dg.AssetIn(partition_mapping=partitions.training_history),
         },
         hooks={end_mlflow_on_run_finished},
+        check_specs=[
+            dg.AssetCheckSpec(
+                QUALITY_GATE,
+                asset="failure_model",
+                blocking=True,
+                description=(
+                    "The new version becomes champion only if its macro PR-AUC on validation "
+                    "clears ModelConfig.min_macro_pr_auc and is not worse than the current "
+                    "champion's on the same rows (within champion_tolerance)."
+                ),
+            )
+        ],
     )
     def failure_model(
         context: dg.AssetExecutionContext,
@@ -96,7 +121,7 @@ def build_model_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
         mlflow: dg.ResourceParam[MlFlow],
         machine_features: DataFrame,
         failure_labels: DataFrame,
-    ) -> dg.MaterializeResult:
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         cutoff = Window.from_dagster(context.partition_time_window).start
         rows = training.training_rows(machine_features, failure_labels, cutoff, horizon_hours)
         rows = rows.cache()
@@ -141,26 +166,73 @@ def build_model_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
             | {"train_rows": train_rows, "validation_rows": validation_rows}
         )
         version = model_registry.log_and_register(model, cutoff.date(), context.run_id, partition)
-        model_registry.promote(version.version)
+        champion = model_registry.champion()
+        champion_metrics = (
+            training.component_metrics(
+                training.predict(model_registry.load(champion.version), validation)
+            )
+            if champion is not None
+            else None
+        )
+        gate = training.quality_gate(
+            metrics, champion_metrics, config.min_macro_pr_auc, config.champion_tolerance
+        )
+        if gate.passed:
+            model_registry.promote(version.version)
+        model_registry.tag_gate(version.version, gate.passed)
+        pictures = model_pictures(validated_model, predictions)
         experiment_id = active.info.experiment_id
         run_id = active.info.run_id
         rows.unpersist()
-        return dg.MaterializeResult(
+        yield dg.MaterializeResult(
             metadata={
                 "cutoff": cutoff.date().isoformat(),
                 "training_rows": train_rows,
                 "validation_rows": validation_rows,
                 "refit_rows": all_rows if config.refit_on_all else train_rows,
                 "metrics": dg.MetadataValue.md(metrics_table(metrics)),
-                "macro_f1": sum(v["f1"] for v in metrics.values()) / len(metrics),
+                "macro_f1": training.macro(metrics, "f1"),
+                "macro_pr_auc": gate.macro_pr_auc,
                 "model_name": model_registry.model_name,
                 "model_version": int(version.version),
+                "champion": gate.passed,
                 "mlflow_run_id": run_id,
                 "mlflow_run": dg.MetadataValue.url(model_registry.run_url(experiment_id, run_id)),
                 "mlflow_model_version": dg.MetadataValue.url(
                     model_registry.version_url(version.version)
                 ),
+                **{
+                    name: plots.markdown_image(png, name.replace("_", " "))
+                    for name, png in pictures.items()
+                },
             }
+        )
+        yield dg.AssetCheckResult(
+            check_name=QUALITY_GATE,
+            passed=gate.passed,
+            metadata={
+                "macro_pr_auc": gate.macro_pr_auc,
+                "champion_macro_pr_auc": gate.champion_macro_pr_auc
+                if gate.champion_macro_pr_auc is not None
+                else "no champion yet",
+                "reasons": "; ".join(gate.reasons) or "passed",
+                "model_version": int(version.version),
+            },
         )
 
     return failure_model
+
+
+def model_pictures(model: PipelineModel, predictions: DataFrame) -> dict[str, bytes]:
+    """Confusion matrix and feature importances, logged to MLflow and returned as PNG bytes."""
+    figures = {
+        "confusion_matrix": plots.confusion_matrix(
+            training.confusion_matrix(predictions), training.CLASS_NAMES
+        ),
+        "feature_importances": plots.feature_importances(training.feature_importances(model)),
+    }
+    pictures = {}
+    for name, figure in figures.items():
+        log_figure(figure, f"{name}.png")
+        pictures[name] = plots.to_png(figure)
+    return pictures

@@ -1,16 +1,24 @@
 """Raw tables: the source's rows of each day, typed and validated; bad rows quarantined."""
 
 from collections import Counter
+from collections.abc import Iterator
 
 import dagster as dg
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pdm_assets.io_manager import WarehouseResource
 from pdm_assets.partitions import GraphPartitions, Window
 from pdm_assets.sources import RawSource
 from pdm_assets.spark import SparkResource
-from pdm_assets.validation import Validated, validate_events, validate_machines
+from pdm_assets.storage import MissingDatasetError
+from pdm_assets.validation import (
+    EVENT_KEYS,
+    EXPECTED_TYPES,
+    Validated,
+    validate_events,
+    validate_machines,
+)
 
 RAW_GROUP = "raw"
 
@@ -52,6 +60,34 @@ def _quarantine_metadata(reasons: dict[str, int], path: str) -> dict[str, dg.Met
     }
 
 
+MAX_QUARANTINE_SHARE = 0.01
+
+
+def _check_specs(name: str) -> list[dg.AssetCheckSpec]:
+    specs = [
+        dg.AssetCheckSpec("schema", asset=name, description="Columns and types as documented."),
+        dg.AssetCheckSpec(
+            "no_duplicate_keys",
+            asset=name,
+            description=f"No two kept rows share {', '.join(EVENT_KEYS[RAW_EVENT_TABLES[name]])}.",
+        ),
+        dg.AssetCheckSpec(
+            "quarantine_share",
+            asset=name,
+            description=f"At most {MAX_QUARANTINE_SHARE:.0%} of the rows read were quarantined.",
+        ),
+    ]
+    if name == "raw_telemetry":
+        specs.append(
+            dg.AssetCheckSpec(
+                "every_machine_reporting",
+                asset=name,
+                description="Every machine of raw_machines reports telemetry every day.",
+            )
+        )
+    return specs
+
+
 def build_raw_event_asset(name: str, partitions: GraphPartitions) -> dg.AssetsDefinition:
     table = RAW_EVENT_TABLES[name]
 
@@ -63,13 +99,14 @@ def build_raw_event_asset(name: str, partitions: GraphPartitions) -> dg.AssetsDe
         backfill_policy=dg.BackfillPolicy.single_run(),
         io_manager_key="warehouse_io_manager",
         kinds={"spark", "parquet"},
+        check_specs=_check_specs(name),
     )
     def raw_event_table(
         context: dg.AssetExecutionContext,
         spark: SparkResource,
         source: RawSource,
         warehouse: WarehouseResource,
-    ) -> dg.Output[DataFrame]:
+    ) -> Iterator[dg.Output[DataFrame] | dg.AssetCheckResult]:
         window = Window.from_dagster(context.partition_time_window)
         first_partition = window.start.date() == partitions.daily.start.date()
         session = spark.get_session()
@@ -80,15 +117,66 @@ def build_raw_event_asset(name: str, partitions: GraphPartitions) -> dg.AssetsDe
         quarantine = quarantine_dataset(table)
         warehouse.store.write_partitions(quarantine, validated.quarantine, window)
         reasons = _reason_counts(validated)
-        return dg.Output(
+        kept = validated.valid.count()
+        quarantined = sum(reasons.values())
+        yield dg.Output(
             validated.valid,
             metadata={
                 "time_range": f"{window.start.isoformat()} .. {window.end.isoformat()}",
+                "rows": kept,
                 **_quarantine_metadata(reasons, str(warehouse.store.dataset_path(quarantine))),
             },
         )
+        expected_schema = [(field, kind) for field, kind in EXPECTED_TYPES[table].items()]
+        actual_schema = [(f.name, f.dataType.simpleString()) for f in validated.valid.schema]
+        yield dg.AssetCheckResult(
+            check_name="schema",
+            passed=actual_schema == expected_schema,
+            metadata={"columns": dg.MetadataValue.json(dict(actual_schema))},
+        )
+        key = list(EVENT_KEYS[table])
+        duplicates = validated.valid.groupBy(*key).count().where(F.col("count") > 1).count()
+        yield dg.AssetCheckResult(
+            check_name="no_duplicate_keys",
+            passed=duplicates == 0,
+            metadata={"duplicate_keys": duplicates},
+        )
+        share = quarantined / (kept + quarantined) if kept + quarantined else 0.0
+        yield dg.AssetCheckResult(
+            check_name="quarantine_share",
+            passed=share <= MAX_QUARANTINE_SHARE,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"quarantined_share": share, "threshold": MAX_QUARANTINE_SHARE},
+        )
+        if name == "raw_telemetry":
+            yield machines_reporting_check(session, warehouse, validated.valid, window)
 
     return raw_event_table
+
+
+def machines_reporting_check(
+    session: SparkSession, warehouse: WarehouseResource, telemetry: DataFrame, window: Window
+) -> dg.AssetCheckResult:
+    """Known machines without a single telemetry row on some day of the window."""
+    try:
+        machines = warehouse.store.read_table(session, "raw_machines").select("machine_id")
+    except MissingDatasetError:
+        return dg.AssetCheckResult(
+            check_name="every_machine_reporting",
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"reason": "raw_machines is not materialised yet"},
+        )
+    days = session.createDataFrame([(day,) for day in window.days], "date date")
+    reporting = telemetry.select("machine_id", "date").distinct()
+    silent = machines.crossJoin(days).join(reporting, ["machine_id", "date"], "left_anti")
+    examples = [f"{row['machine_id']}@{row['date']}" for row in silent.limit(20).collect()]
+    count = silent.count()
+    return dg.AssetCheckResult(
+        check_name="every_machine_reporting",
+        passed=count == 0,
+        metadata={"silent_machine_days": count, "examples": ", ".join(examples) or "none"},
+    )
 
 
 @dg.asset(

@@ -1,0 +1,125 @@
+"""Outcomes: the scores of a day against the labels that became known, a horizon later."""
+
+from datetime import date, timedelta
+from functools import reduce
+
+import dagster as dg
+from matplotlib.figure import Figure
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from pdm_assets import monitoring, plots
+from pdm_assets.assets.model import metrics_table
+from pdm_assets.io_manager import WarehouseResource
+from pdm_assets.partitions import GraphPartitions, Window
+from pdm_assets.spark import SparkResource
+from pdm_assets.storage import MissingDatasetError
+
+MONITORING_GROUP = "monitoring"
+REFERENCE_DAYS = 28
+TREND_DAYS = 60
+
+
+def build_outcomes_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
+    @dg.asset(
+        group_name=MONITORING_GROUP,
+        description=(
+            "Per day and component: realised precision, recall and F1 of the scores against "
+            "the labels known so far (materialise it a horizon after the day, once the day's "
+            "labels are no longer censored), the alert rate, and the drift of the day's "
+            f"features from the {REFERENCE_DAYS} days before the scoring model's cutoff."
+        ),
+        partitions_def=partitions.daily,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        io_manager_key="warehouse_io_manager",
+        kinds={"spark", "parquet"},
+        ins={"machine_scores": dg.AssetIn(), "failure_labels": dg.AssetIn()},
+    )
+    def model_outcomes(
+        context: dg.AssetExecutionContext,
+        spark: SparkResource,
+        warehouse: WarehouseResource,
+        machine_scores: DataFrame,
+        failure_labels: DataFrame,
+    ) -> dg.Output[DataFrame]:
+        window = Window.from_dagster(context.partition_time_window)
+        session = spark.get_session()
+        metrics, rows, censored, alerts = monitoring.realised_quality(
+            machine_scores, failure_labels
+        )
+        cutoff = window.start.date().replace(day=1)
+        reference_window = Window.of_days(cutoff - timedelta(days=REFERENCE_DAYS), cutoff)
+        try:
+            reference = warehouse.store.read_window(session, "machine_features", reference_window)
+            current = warehouse.store.read_window(session, "machine_features", window)
+            drift = monitoring.feature_drift(current, reference)
+        except MissingDatasetError:
+            drift = {}
+        max_drift = max(drift.values(), default=0.0)
+        per_day = [
+            monitoring.outcome_rows(
+                session,
+                day,
+                *_day_quality(machine_scores, failure_labels, day),
+                max_drift,
+            )
+            for day in window.days
+        ]
+        outcomes = reduce(DataFrame.unionByName, per_day)
+        top_drift = dict(sorted(drift.items(), key=lambda item: -item[1])[:5])
+        return dg.Output(
+            outcomes,
+            metadata={
+                "time_range": f"{window.start.isoformat()} .. {window.end.isoformat()}",
+                "scored_rows": rows,
+                "censored_rows": censored,
+                "alert_rate": alerts / rows if rows else 0.0,
+                "realised_metrics": dg.MetadataValue.md(metrics_table(metrics)),
+                "max_feature_drift": max_drift,
+                "drifting": max_drift > monitoring.DRIFT_ALERT,
+                "top_drift": dg.MetadataValue.json({k: round(v, 3) for k, v in top_drift.items()}),
+                "trend": plots.markdown_image(
+                    plots.to_png(_trend_figure(warehouse, session, outcomes, window)),
+                    "realised recall and alert rate",
+                ),
+            },
+        )
+
+    return model_outcomes
+
+
+def _day_quality(
+    scores: DataFrame, labels: DataFrame, day: date
+) -> tuple[dict[str, dict[str, float]], int, int, int]:
+    return monitoring.realised_quality(
+        scores.where(F.col("date") == F.lit(day)), labels.where(F.col("date") == F.lit(day))
+    )
+
+
+def _trend_figure(
+    warehouse: WarehouseResource, session: SparkSession, outcomes: DataFrame, window: Window
+) -> Figure:
+    history_window = Window.of_days(
+        window.start.date() - timedelta(days=TREND_DAYS), window.start.date()
+    )
+    try:
+        earlier = warehouse.store.read_window(session, "model_outcomes", history_window)
+        rows = earlier.unionByName(outcomes.select(*earlier.columns))
+    except MissingDatasetError:
+        rows = outcomes
+    by_day = (
+        rows.groupBy("date")
+        .agg(
+            F.avg("recall").alias("mean recall"),
+            F.avg("precision").alias("mean precision"),
+            F.first("alert_rate").alias("alert rate"),
+        )
+        .orderBy("date")
+        .collect()
+    )
+    days = [str(row["date"]) for row in by_day]
+    series = {
+        name: [float(row[name]) for row in by_day]
+        for name in ("mean recall", "mean precision", "alert rate")
+    }
+    return plots.trend(days, series, "realised quality by day")

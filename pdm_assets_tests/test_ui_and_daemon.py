@@ -1,0 +1,249 @@
+"""The real webserver and daemon on 127.0.0.1: GraphQL, headless Chromium, sensor-launched runs.
+
+`dagster dev` runs in its own process group in a temp home; a small fleet's January is ingested
+and the February model trained beforehand, in process, against the same instance.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
+
+from pdm_assets.definitions import INGEST_JOB, TRAIN_JOB, build_definitions
+from pdm_assets.settings import load_settings
+from pdm_assets_tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+OUTPUT = REPO_ROOT / "test-output"
+FLEET = {"PDM_SIM_MACHINES": "4", "PDM_SIM_DAYS": "40", "PDM_PARTITIONS_END": "2015-02-10"}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Server:
+    port: int
+    home: Path
+    env: dict[str, str]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def graphql(self, query: str) -> dict:  # type: ignore[type-arg]
+        request = urllib.request.Request(
+            f"{self.url}/graphql",
+            data=json.dumps({"query": query}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+def _wait_until(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _prepare_home(home: Path) -> dict[str, str]:
+    """Ingest January and train February's model in process, against the home's instance."""
+    env = {**os.environ, **FLEET, "PDM_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    for name in ("PDM_DATA_SOURCE", "PDM_CSV_DIR", "PDM_MLFLOW_TRACKING_URI", "PDM_ENV"):
+        env.pop(name, None)
+    (home / "dagster").mkdir(parents=True)
+    (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    patch = pytest.MonkeyPatch()
+    for name, value in env.items():
+        patch.setenv(name, value)
+    try:
+        defs = build_definitions(load_settings())
+        with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+            ingest = defs.resolve_job_def(INGEST_JOB).execute_in_process(
+                instance=instance,
+                tags={
+                    "dagster/asset_partition_range_start": "2015-01-01",
+                    "dagster/asset_partition_range_end": "2015-01-31",
+                },
+            )
+            assert ingest.success
+            small = {"num_trees": 5, "validation_days": 7, "min_macro_pr_auc": 0.0}
+            train = defs.resolve_job_def(TRAIN_JOB).execute_in_process(
+                instance=instance,
+                partition_key="2015-02-01",
+                run_config={"ops": {"failure_model": {"config": small}}},
+            )
+            assert train.success
+    finally:
+        patch.undo()
+    return env
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, spark) -> Iterator[Server]:
+    home = tmp_path_factory.mktemp("ui-home")
+    env = _prepare_home(home)
+    port = _free_port()
+    log = (home / "dagster-dev.log").open("w")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "dev",
+            "-w",
+            str(REPO_ROOT / "workspace.yaml"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        # Its own session, and default SIGINT handling: dagster dev ignores signals otherwise.
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    running = Server(port=port, home=home, env=env)
+
+    def answers() -> bool:
+        try:
+            data = running.graphql("{ version }")
+        except OSError:
+            return False
+        return "data" in data
+
+    try:
+        _wait_until(answers, 120, "the webserver")
+        yield running
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_graphql_lists_the_assets_and_a_launched_partition_succeeds(server: Server) -> None:
+    nodes = server.graphql("{ assetNodes { assetKey { path } groupName description } }")
+    listed = {tuple(node["assetKey"]["path"]): node for node in nodes["data"]["assetNodes"]}
+    assert ("failure_model",) in listed and ("machine_scores",) in listed
+    assert all(node["description"] for node in listed.values())
+
+    client = DagsterGraphQLClient("127.0.0.1", port_number=server.port)
+    run_id = client.submit_job_execution(INGEST_JOB, tags={"dagster/partition": "2015-01-15"})
+
+    def finished() -> bool:
+        try:
+            return client.get_run_status(run_id).value in ("SUCCESS", "FAILURE", "CANCELED")
+        except DagsterGraphQLClientError:
+            return False
+
+    _wait_until(finished, 240, f"run {run_id}")
+    assert client.get_run_status(run_id).value == "SUCCESS"
+
+
+def _chromium(url: str, *flags: str, user_data: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={user_data}",
+            "--window-size=1600,1000",
+            "--virtual-time-budget=30000",
+            *flags,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def test_chromium_renders_the_asset_graph(server: Server, tmp_path: Path) -> None:
+    assert Path(CHROMIUM).exists(), "make test installs Debian's chromium package"
+    url = f"{server.url}/asset-groups"
+    dom = _chromium(url, "--dump-dom", user_data=tmp_path / "profile-dom")
+    nodes = [
+        name
+        for name in ("raw_telemetry", "machine_features", "failure_model", "machine_scores")
+        if name in dom.stdout
+    ]
+    assert nodes, f"the asset graph page shows no asset nodes: {dom.stdout[:500]}"
+    OUTPUT.mkdir(exist_ok=True)
+    screenshot = OUTPUT / "asset-graph.png"
+    screenshot.unlink(missing_ok=True)
+    _chromium(url, f"--screenshot={screenshot}", user_data=tmp_path / "profile-shot")
+    assert screenshot.exists() and screenshot.stat().st_size > 10_000
+
+
+def test_a_dropped_day_is_scored_by_a_sensor_launched_run(server: Server) -> None:
+    instance_dir = server.home / "dagster"
+    started = time.monotonic()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pdm_assets.simulator",
+            "--landing",
+            str(server.home / "landing"),
+            "--machines",
+            FLEET["PDM_SIM_MACHINES"],
+            "--days",
+            FLEET["PDM_SIM_DAYS"],
+            "--start",
+            "2015-01-01",
+            "--seed",
+            "42",
+            "--day",
+            "2015-02-01",
+        ],
+        check=True,
+        env=server.env,
+    )
+
+    def scored() -> bool:
+        with dg.DagsterInstance.from_config(str(instance_dir)) as instance:
+            keys = instance.get_materialized_partitions(dg.AssetKey("machine_scores"))
+        return "2015-02-01" in keys
+
+    _wait_until(scored, 300, "machine_scores 2015-02-01 from a sensor-launched run")
+    latency = time.monotonic() - started
+    with dg.DagsterInstance.from_config(str(instance_dir)) as instance:
+        runs = instance.get_runs(dg.RunsFilter(tags={"dagster/sensor_name": "landing_sensor"}))
+    assert [run.tags.get("dagster/partition") for run in runs] == ["2015-02-01"]
+    OUTPUT.mkdir(exist_ok=True)
+    (OUTPUT / "sensor-latency.json").write_text(
+        json.dumps({"day": str(date(2015, 2, 1)), "landed_to_scored_seconds": round(latency, 1)})
+    )
