@@ -48,10 +48,10 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def graphql(self, query: str) -> dict:  # type: ignore[type-arg]
+    def graphql(self, query: str, **variables: object) -> dict:  # type: ignore[type-arg]
         request = urllib.request.Request(
             f"{self.url}/graphql",
-            data=json.dumps({"query": query}).encode(),
+            data=json.dumps({"query": query, "variables": variables}).encode(),
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=30) as response:
@@ -223,3 +223,49 @@ def test_a_dropped_day_is_scored_by_a_sensor_launched_run(server: Server) -> Non
     (OUTPUT / "sensor-latency.json").write_text(
         json.dumps({"day": str(date(2015, 2, 1)), "landed_to_scored_seconds": round(latency, 1)})
     )
+
+
+def test_a_30_day_backfill_launched_over_graphql_is_one_run(server: Server) -> None:
+    days = [date(2015, 1, day).isoformat() for day in range(2, 32)]
+    launched = server.graphql(
+        """mutation Launch($days: [String!]) {
+          launchPartitionBackfill(backfillParams: {
+            assetSelection: [{path: ["machine_features"]}], partitionNames: $days
+          }) {
+            __typename
+            ... on LaunchBackfillSuccess { backfillId }
+            ... on PythonError { message }
+          }
+        }""",
+        days=days,
+    )["data"]["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    backfill_id = launched["backfillId"]
+
+    def status() -> str:
+        reply = server.graphql(
+            """query Status($id: String!) {
+              partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } }
+            }""",
+            id=backfill_id,
+        )
+        return str(reply["data"]["partitionBackfillOrError"]["status"])
+
+    _wait_until(
+        lambda: status() in ("COMPLETED", "COMPLETED_SUCCESS", "FAILED", "CANCELED"),
+        300,
+        f"backfill {backfill_id}",
+    )
+    assert status() in ("COMPLETED", "COMPLETED_SUCCESS")
+    with dg.DagsterInstance.from_config(str(server.home / "dagster")) as instance:
+        runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+        assert len(runs) == 1
+        run_id = runs[0].run_id
+        written = {
+            record.event_log_entry.dagster_event.partition  # type: ignore[union-attr]
+            for record in instance.fetch_materializations(
+                dg.AssetKey("machine_features"), limit=1000
+            ).records
+            if record.run_id == run_id
+        }
+    assert written == set(days)
