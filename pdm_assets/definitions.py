@@ -50,7 +50,8 @@ def raw_source(settings: Settings) -> RawSource:
 
 
 def local_resources(settings: Settings) -> dict[str, object]:
-    spark = SparkResource(master=settings.spark_master)
+    """Spark in the run's process; everything under the project home."""
+    spark = SparkResource(master=settings.spark_master, conf=settings.spark_conf)
     warehouse = WarehouseResource(root=str(settings.warehouse))
     return {
         "spark": spark,
@@ -70,7 +71,13 @@ def local_resources(settings: Settings) -> dict[str, object]:
     }
 
 
-RESOURCES_BY_ENVIRONMENT = {"local": local_resources}
+def cluster_resources(settings: Settings) -> dict[str, object]:
+    """Any Spark master (PDM_SPARK_MASTER) with a warehouse every executor sees (PDM_WAREHOUSE);
+    the rest as locally, each overridable by its variable."""
+    return local_resources(settings)
+
+
+RESOURCES_BY_ENVIRONMENT = {"local": local_resources, "cluster": cluster_resources}
 
 
 def build_assets(partitions: GraphPartitions) -> list[dg.AssetsDefinition]:

@@ -60,13 +60,17 @@ def _run(
     instance: dg.DagsterInstance,
     tags: dict[str, str],
     partition_key: str | None = None,
+    op_config: dict[str, dict[str, object]] | None = None,
 ) -> None:
+    run_config: dict[str, object] = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    if op_config:
+        run_config["ops"] = {op: {"config": config} for op, config in op_config.items()}
     result = defs.resolve_job_def(job).execute_in_process(
         instance=instance,
         tags=tags,
         partition_key=partition_key,
         raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        run_config=run_config,
     )
     if not result.success:
         failure = next((event for event in result.all_events if event.is_step_failure), None)
@@ -154,6 +158,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="training cutoff, the first day of a month (default: the last month)",
     )
+    parser.add_argument(
+        "--min-macro-pr-auc",
+        type=float,
+        default=None,
+        help="the model gate's floor (default: ModelConfig's); small fleets need a lower one",
+    )
     args = parser.parse_args(argv)
 
     settings = load_settings()
@@ -186,7 +196,17 @@ def main(argv: list[str] | None = None) -> int:
         timings["ingest+features+labels"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        _run(defs, TRAIN_JOB, instance, {}, partition_key=demo.cutoff.isoformat())
+        model_config = (
+            {} if args.min_macro_pr_auc is None else {"min_macro_pr_auc": args.min_macro_pr_auc}
+        )
+        _run(
+            defs,
+            TRAIN_JOB,
+            instance,
+            {},
+            partition_key=demo.cutoff.isoformat(),
+            op_config={"failure_model": model_config},
+        )
         timings["train"] = time.perf_counter() - started
 
         started = time.perf_counter()

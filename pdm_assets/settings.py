@@ -5,12 +5,13 @@ The README's configuration table lists the same variables; keep the two in step.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-ENVIRONMENTS = ("local",)
+ENVIRONMENTS = ("local", "cluster")
 
 
 def _checkout_root() -> Path:
@@ -57,13 +58,16 @@ class Settings:
     sim_days: int
     sim_seed: int
     spark_master: str
+    spark_conf: dict[str, str]
+    warehouse_root: str | None
     mlflow_tracking_uri: str
     mlflow_experiment: str
     model_name: str
 
     @property
     def warehouse(self) -> Path:
-        return self.home / "warehouse"
+        """The warehouse folder: PDM_WAREHOUSE (a folder every executor sees) or the home's."""
+        return Path(self.warehouse_root) if self.warehouse_root else self.home / "warehouse"
 
     @property
     def landing(self) -> Path:
@@ -98,6 +102,19 @@ def load_settings() -> Settings:
     if horizon_days < 1:
         raise ValueError(f"PDM_HORIZON_DAYS must be >= 1, got {horizon_days}")
     default_tracking = f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
+    spark_master = _env("PDM_SPARK_MASTER", "local[*]")
+    if environment == "cluster" and spark_master.startswith("local"):
+        raise ValueError(
+            "PDM_ENV=cluster needs PDM_SPARK_MASTER, e.g. spark://host:7077, yarn, "
+            "k8s://https://host:443 or sc://host:15002"
+        )
+    spark_conf_raw = _env("PDM_SPARK_CONF", "{}")
+    try:
+        spark_conf = {str(k): str(v) for k, v in json.loads(spark_conf_raw).items()}
+    except (ValueError, AttributeError) as error:
+        raise ValueError(
+            f"PDM_SPARK_CONF must be a JSON object of Spark settings, got {spark_conf_raw!r}"
+        ) from error
     return Settings(
         environment=environment,
         home=home,
@@ -109,7 +126,9 @@ def load_settings() -> Settings:
         sim_machines=_env_int("PDM_SIM_MACHINES", 100),
         sim_days=_env_int("PDM_SIM_DAYS", 120),
         sim_seed=_env_int("PDM_SIM_SEED", 42),
-        spark_master=_env("PDM_SPARK_MASTER", "local[*]"),
+        spark_master=spark_master,
+        spark_conf=spark_conf,
+        warehouse_root=os.environ.get("PDM_WAREHOUSE", "").strip() or None,
         mlflow_tracking_uri=_env("PDM_MLFLOW_TRACKING_URI", default_tracking),
         mlflow_experiment=_env("PDM_MLFLOW_EXPERIMENT", "pdm_assets"),
         model_name=_env("PDM_MODEL_NAME", "pdm_component_failure"),

@@ -80,6 +80,14 @@ LOCAL_DEFAULT_CONF: dict[str, str] = {
 }
 
 
+# On a cluster, the driver's memory and parallelism are the cluster's business.
+CLUSTER_DEFAULT_CONF: dict[str, str] = {
+    key: value
+    for key, value in LOCAL_DEFAULT_CONF.items()
+    if key not in ("spark.driver.memory", "spark.default.parallelism")
+}
+
+
 class SparkResource(dg.ConfigurableResource):
     """A Spark session, created on first use and reused by every step of the process.
 
@@ -97,13 +105,19 @@ class SparkResource(dg.ConfigurableResource):
         active = SparkSession.getActiveSession()
         if active is not None:
             return active
-        if self.master.startswith("local"):
+        if self.master.startswith("sc://"):
+            # Spark Connect: the JVM runs on the server, nothing to start here.
+            builder = SparkSession.builder.remote(self.master).appName(self.app_name)
+        else:
             ensure_java()
-            # Workers must run this interpreter, not the first python3 on PATH (PySpark's default).
+            # Python workers must run this interpreter, not the first python3 on PATH (PySpark's
+            # default); on a cluster the same path must exist on every worker.
             os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-        builder = SparkSession.builder.master(self.master).appName(self.app_name)
-        for key, value in {**LOCAL_DEFAULT_CONF, **self.conf}.items():
+            if self.master.startswith("local"):
+                os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+            builder = SparkSession.builder.master(self.master).appName(self.app_name)
+        defaults = LOCAL_DEFAULT_CONF if self.master.startswith("local") else CLUSTER_DEFAULT_CONF
+        for key, value in {**defaults, **self.conf}.items():
             builder = builder.config(key, value)
         session = builder.getOrCreate()
         session.sparkContext.setLogLevel("WARN")

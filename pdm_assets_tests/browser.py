@@ -7,7 +7,6 @@ layout runs asynchronously), so the test polls the live page instead.
 import base64
 import itertools
 import json
-import socket
 import subprocess
 import time
 import urllib.request
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from websockets.sync.client import ClientConnection, connect
+
+from pdm_assets_tests.conftest import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 # Flags for a closed network: without the background-networking ones Chromium keeps trying to
@@ -82,15 +83,9 @@ class Page:
         path.write_bytes(base64.b64decode(data))
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def open_page(url: str, profile: Path) -> Iterator[Page]:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [
             CHROMIUM,

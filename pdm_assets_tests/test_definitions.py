@@ -34,7 +34,12 @@ def test_definitions_load_in_every_environment(
     environment: str, pdm_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PDM_ENV", environment)
+    if environment == "cluster":
+        # Loading must not need the cluster: nothing connects until a run asks for Spark.
+        monkeypatch.setenv("PDM_SPARK_MASTER", "spark://spark-master.invalid:7077")
     defs = build_definitions()
+    if environment == "cluster":
+        assert defs.resources["spark"].master == "spark://spark-master.invalid:7077"
     dg.Definitions.validate_loadable(defs)
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
     assert keys == EXPECTED_ASSETS
@@ -78,6 +83,19 @@ def test_settings_default_under_the_home_and_reject_bad_values(
     monkeypatch.setenv("PDM_ENV", "mainframe")
     with pytest.raises(ValueError, match="PDM_ENV must be one of"):
         load_settings()
+    monkeypatch.setenv("PDM_ENV", "cluster")
+    with pytest.raises(ValueError, match="PDM_ENV=cluster needs PDM_SPARK_MASTER"):
+        load_settings()
+    monkeypatch.setenv("PDM_SPARK_MASTER", "yarn")
+    monkeypatch.setenv("PDM_SPARK_CONF", "[1, 2]")
+    with pytest.raises(ValueError, match="PDM_SPARK_CONF must be a JSON object"):
+        load_settings()
+    monkeypatch.setenv("PDM_SPARK_CONF", '{"spark.executor.memory": "4g"}')
+    monkeypatch.setenv("PDM_WAREHOUSE", "/shared/warehouse")
+    clustered = load_settings()
+    assert clustered.spark_conf == {"spark.executor.memory": "4g"}
+    assert clustered.warehouse == Path("/shared/warehouse")
+    monkeypatch.delenv("PDM_SPARK_CONF")
     monkeypatch.setenv("PDM_ENV", "local")
     monkeypatch.setenv("PDM_DATA_SOURCE", "csv")
     with pytest.raises(ValueError, match="needs PDM_CSV_DIR"):

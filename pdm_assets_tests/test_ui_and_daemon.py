@@ -7,7 +7,6 @@ and the February model trained beforehand, in process, against the same instance
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,18 +23,12 @@ from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 from pdm_assets.definitions import INGEST_JOB, TRAIN_JOB, build_definitions
 from pdm_assets.settings import load_settings
 from pdm_assets_tests.browser import CHROMIUM, open_page
-from pdm_assets_tests.conftest import REPO_ROOT
+from pdm_assets_tests.conftest import REPO_ROOT, free_port
 
 pytestmark = pytest.mark.slow
 
 OUTPUT = REPO_ROOT / "test-output"
 FLEET = {"PDM_SIM_MACHINES": "4", "PDM_SIM_DAYS": "40", "PDM_PARTITIONS_END": "2015-02-10"}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -104,7 +97,7 @@ def _prepare_home(home: Path) -> dict[str, str]:
 def server(tmp_path_factory: pytest.TempPathFactory, spark) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("ui-home")
     env = _prepare_home(home)
-    port = _free_port()
+    port = free_port()
     log = (home / "dagster-dev.log").open("w")
     process = subprocess.Popen(
         [

@@ -1,0 +1,173 @@
+"""The same graph on a Spark standalone cluster on 127.0.0.1 equals local mode row for row.
+
+A master and one worker start from the installed pyspark (executors in their own JVMs); the
+features and scores of a few days are computed once locally and once on the cluster, with the
+same model from the same MLflow registry, and compared.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyspark
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+
+from pdm_assets.storage import Warehouse
+from pdm_assets_tests.conftest import REPO_ROOT, free_port
+
+pytestmark = pytest.mark.slow
+
+FLEET = {"PDM_SIM_MACHINES": "4", "PDM_SIM_DAYS": "40", "PDM_PARTITIONS_END": "2015-02-10"}
+SPARK_HOME = Path(pyspark.__file__).parent
+OUTPUT = REPO_ROOT / "test-output"
+
+
+def _spark_class(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [str(SPARK_HOME / "bin" / "spark-class"), *args],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+
+
+def _wait_for(log: Path, pattern: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and re.search(pattern, log.read_text(errors="replace")):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"no {pattern!r} in {log} after {timeout} s:\n{log.read_text()[-2000:]}")
+
+
+@pytest.fixture(scope="module")
+def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    folder = tmp_path_factory.mktemp("standalone")
+    env = {
+        **os.environ,
+        "SPARK_HOME": str(SPARK_HOME),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "PYSPARK_PYTHON": sys.executable,
+    }
+    port = free_port()
+    master_url = f"spark://127.0.0.1:{port}"
+    master = _spark_class(
+        [
+            "org.apache.spark.deploy.master.Master",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--webui-port",
+            str(free_port()),
+        ],
+        folder / "master.log",
+        env,
+    )
+    worker = None
+    try:
+        _wait_for(folder / "master.log", r"I have been elected leader")
+        worker = _spark_class(
+            [
+                "org.apache.spark.deploy.worker.Worker",
+                "--host",
+                "127.0.0.1",
+                "--cores",
+                "2",
+                "--memory",
+                "2g",
+                "--webui-port",
+                str(free_port()),
+                "--work-dir",
+                str(folder / "work"),
+                master_url,
+            ],
+            folder / "worker.log",
+            env,
+        )
+        _wait_for(folder / "worker.log", r"Successfully registered with master")
+        yield master_url
+    finally:
+        for process in (worker, master):
+            if process is not None:
+                # spark-class is a shell script around the JVM: stop the whole group.
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=30)
+
+
+def _graph_run(env: dict[str, str], *args: str) -> dict[str, float]:
+    completed = subprocess.run(
+        [sys.executable, "-m", "pdm_assets_tests.graph_runs", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = completed.stdout.strip().splitlines()
+    return json.loads(lines[-1]) if lines else {}  # type: ignore[no-any-return]
+
+
+def _rows(frame: DataFrame) -> list[tuple[object, ...]]:
+    return sorted(tuple(row) for row in frame.collect())
+
+
+def _assert_same(local: list[tuple[object, ...]], cluster: list[tuple[object, ...]]) -> None:
+    assert len(local) == len(cluster) > 0
+    for expected_row, actual_row in zip(local, cluster, strict=True):
+        for expected, actual in zip(expected_row, actual_row, strict=True):
+            # Sums of doubles may be added in another order across executors.
+            if isinstance(expected, float):
+                assert actual == pytest.approx(expected, rel=1e-9, abs=1e-9, nan_ok=True)
+            else:
+                assert actual == expected
+
+
+def test_features_and_scores_on_a_standalone_cluster_equal_local_mode(
+    standalone: str, tmp_path: Path, spark: SparkSession
+) -> None:
+    local_home, cluster_home = tmp_path / "local", tmp_path / "cluster"
+    base = {**os.environ, **FLEET, "SPARK_LOCAL_IP": "127.0.0.1"}
+    for name in ("PDM_DATA_SOURCE", "PDM_CSV_DIR", "PDM_WAREHOUSE", "DAGSTER_HOME"):
+        base.pop(name, None)
+    registry = f"sqlite:///{local_home / 'mlflow' / 'mlflow.db'}"
+    local_env = {
+        **base,
+        "PDM_HOME": str(local_home),
+        "PDM_ENV": "local",
+        "PDM_SPARK_MASTER": "local[2]",
+        "PDM_MLFLOW_TRACKING_URI": registry,
+    }
+    # The model both runs score with: January's days, trained once, locally.
+    _graph_run(local_env, "train", "2015-01-01", "2015-01-31", "2015-02-01")
+
+    score_range = ("score", "2015-01-01", "2015-02-01", "2015-02-05")
+    local_timings = _graph_run(local_env, *score_range)
+    cluster_timings = _graph_run(
+        {
+            **base,
+            "PDM_HOME": str(cluster_home),
+            "PDM_ENV": "cluster",
+            "PDM_SPARK_MASTER": standalone,
+            "PDM_MLFLOW_TRACKING_URI": registry,
+        },
+        *score_range,
+    )
+    for dataset in ("raw_telemetry", "machine_features", "failure_labels", "machine_scores"):
+        local = Warehouse(local_home / "warehouse").read_all(spark, dataset)
+        cluster = Warehouse(cluster_home / "warehouse").read_all(spark, dataset)
+        assert local.columns == cluster.columns, dataset
+        _assert_same(_rows(local), _rows(cluster))
+    OUTPUT.mkdir(exist_ok=True)
+    (OUTPUT / "cluster-timings.json").write_text(
+        json.dumps({"local": local_timings, "standalone_cluster": cluster_timings}, indent=2)
+    )
