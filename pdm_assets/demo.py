@@ -175,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    # An empty instance file: the defaults (sqlite under the folder), without Dagster's notice.
+    (settings.dagster_home / "dagster.yaml").touch()
     demo = plan(settings, args.cutoff)
     defs = build_definitions(settings)
     timings: dict[str, float] = {}
