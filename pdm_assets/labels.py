@@ -14,17 +14,7 @@ from pyspark.sql import functions as F
 
 from pdm_assets.validation import COMPONENTS
 
-DEFAULT_HORIZON_HOURS = 7 * 24
 FAILS_COLUMNS = [f"fails_comp{component}" for component in range(1, COMPONENTS + 1)]
-LABEL_COLUMNS = [
-    "machine_id",
-    "datetime",
-    "label",
-    *FAILS_COLUMNS,
-    "hours_to_failure",
-    "censored",
-    "date",
-]
 
 
 def compute(

@@ -17,11 +17,10 @@ from pyspark.sql.types import StringType, StructField, StructType
 
 from pdm_assets import landing
 from pdm_assets.partitions import Window
-from pdm_assets.simulator import FleetSpec, simulate, write_landing
+from pdm_assets.simulator import Fleet, FleetSpec, simulate, write_landing
 
 log = logging.getLogger(__name__)
 
-EVENT_TABLES = ("telemetry", "errors", "maint", "failures")
 PUBLIC_FILES = {
     "telemetry": "PdM_telemetry",
     "errors": "PdM_errors",
@@ -106,7 +105,7 @@ class LandingFolderSource(RawSource):
 
 
 @functools.lru_cache(maxsize=2)
-def _simulated_fleet(spec: FleetSpec):  # type: ignore[no-untyped-def]
+def _simulated_fleet(spec: FleetSpec) -> Fleet:
     return simulate(spec)
 
 

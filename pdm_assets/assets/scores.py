@@ -15,17 +15,6 @@ from pdm_assets.registry import ModelRegistry
 
 SCORING_GROUP = "scoring"
 _ONE_DAY = timedelta(days=1)
-SCORE_COLUMNS = [
-    "machine_id",
-    "datetime",
-    "predicted_component",
-    *training.PROBABILITY_COLUMNS,
-    "failure_probability",
-    "model_name",
-    "model_version",
-    "model_cutoff",
-    "date",
-]
 
 
 def months_of(window: Window) -> list[tuple[date, Window]]:
@@ -38,9 +27,6 @@ def months_of(window: Window) -> list[tuple[date, Window]]:
         else:
             parts.append((month, Window.of_days(day, day + _ONE_DAY)))
     return parts
-
-
-SCORE_CHECKS = ("probabilities_valid", "every_active_machine_scored")
 
 
 def build_scores_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
