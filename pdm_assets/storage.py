@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -37,6 +38,7 @@ DATE_COLUMN = "date"
 VERSIONS = "_versions"
 UNPARTITIONED = "current"
 _ONE_DAY = timedelta(days=1)
+ORPHAN_AGE_SECONDS = 3600
 
 
 class MissingDatasetError(LookupError):
@@ -165,9 +167,14 @@ class Warehouse:
 
 
 def _remove_orphans(versions_dir: Path, keep: str) -> None:
-    """Versions left by runs killed before their swap: nothing points at them."""
+    """Versions left by runs killed before their swap: nothing points at them.
+
+    Only versions older than ORPHAN_AGE_SECONDS go: a younger one may belong to another run
+    writing the same partition right now, which is about to swap its link to it.
+    """
+    cutoff = time.time() - ORPHAN_AGE_SECONDS
     for entry in versions_dir.iterdir():
-        if entry.name != keep:
+        if entry.name != keep and entry.stat().st_mtime < cutoff:
             shutil.rmtree(entry, ignore_errors=True)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import date
 from pathlib import Path
 
@@ -127,3 +129,21 @@ def test_unpartitioned_tables_are_replaced_whole(spark, tmp_path: Path) -> None:
     assert warehouse.write_table("m", spark.createDataFrame([(1,), (2,)], "x int")) == 2
     assert warehouse.write_table("m", spark.createDataFrame([(3,)], "x int")) == 1
     assert [row["x"] for row in warehouse.read_table(spark, "m").collect()] == [3]
+
+
+def test_old_orphans_are_swept_but_a_concurrent_writers_version_is_kept(
+    spark, tmp_path: Path
+) -> None:
+    warehouse = Warehouse(tmp_path)
+    day = Window.of_days(date(2015, 1, 1), date(2015, 1, 2))
+    versions = tmp_path / "t" / "_versions" / "date=2015-01-01"
+    versions.mkdir(parents=True)
+    killed, concurrent = versions / "killed-run", versions / "other-run"
+    killed.mkdir()
+    concurrent.mkdir()
+    two_hours_ago = time.time() - 2 * 3600
+    os.utime(killed, (two_hours_ago, two_hours_ago))
+    warehouse.write_partitions("t", _frame(spark, [("2015-01-01", 1)]), day)
+    assert not killed.exists()
+    assert concurrent.exists()
+    assert _values(warehouse.read_window(spark, "t", day)) == [("2015-01-01", 1)]
