@@ -80,14 +80,13 @@ class LandingFolderSource(RawSource):
         self, spark: SparkSession, table: str, window: Window, include_history: bool
     ) -> DataFrame:
         self.prepare(window.days)
+        complete = {day for day in window.days if landing.is_day_complete(self.landing_path, day)}
         paths = [
             str(landing.table_path(self.landing_path, day, table))
             for day in window.days
-            if landing.is_day_complete(self.landing_path, day)
+            if day in complete
         ]
-        missing = [
-            day for day in window.days if not landing.is_day_complete(self.landing_path, day)
-        ]
+        missing = [day for day in window.days if day not in complete]
         if missing:
             log.warning("%s: no complete landing folder for %s", table, [str(d) for d in missing])
         if include_history and table in landing.HISTORY_TABLES:
