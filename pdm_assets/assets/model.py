@@ -142,6 +142,8 @@ def build_model_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
         validated_model = training.fit(train, params)
         predictions = training.predict(validated_model, validation)
         metrics = training.component_metrics(predictions)
+        # The held-out metrics of the validated fit are what the gate judges; the refit on every
+        # labelled row (validation included, so it cannot be measured there) is what ships.
         model = training.fit(rows, params) if config.refit_on_all else validated_model
 
         active = active_run()
