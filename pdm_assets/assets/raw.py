@@ -127,7 +127,7 @@ def build_raw_event_asset(name: str, partitions: GraphPartitions) -> dg.AssetsDe
                 **_quarantine_metadata(reasons, str(warehouse.store.dataset_path(quarantine))),
             },
         )
-        expected_schema = [(field, kind) for field, kind in EXPECTED_TYPES[table].items()]
+        expected_schema = list(EXPECTED_TYPES[table].items())
         actual_schema = [(f.name, f.dataType.simpleString()) for f in validated.valid.schema]
         yield dg.AssetCheckResult(
             check_name="schema",
