@@ -22,6 +22,7 @@ from pdm_assets.automation import (
     build_landing_sensor,
     build_training_schedule,
 )
+from pdm_assets.databricks import no_step_launcher, step_launcher_resource
 from pdm_assets.io_manager import SparkParquetIOManager, WarehouseResource
 from pdm_assets.partitions import GraphPartitions, build_partitions
 from pdm_assets.registry import ModelRegistry, mlflow_tracking_resource
@@ -52,8 +53,10 @@ def raw_source(settings: Settings) -> RawSource:
 def local_resources(settings: Settings) -> dict[str, object]:
     """Spark in the run's process; everything under the project home."""
     spark = SparkResource(master=settings.spark_master, conf=settings.spark_conf)
-    warehouse = WarehouseResource(root=str(settings.warehouse))
+    warehouse = WarehouseResource(root=settings.warehouse, table_format=settings.warehouse_format)
     return {
+        # Every Spark asset asks for this key; here the step runs in the run's own process.
+        "step_launcher": no_step_launcher,
         "spark": spark,
         "warehouse": warehouse,
         "warehouse_io_manager": SparkParquetIOManager(warehouse_resource=warehouse, spark=spark),
@@ -66,7 +69,9 @@ def local_resources(settings: Settings) -> dict[str, object]:
             }
         ),
         "model_registry": ModelRegistry(
-            tracking_uri=settings.mlflow_tracking_uri, model_name=settings.model_name
+            tracking_uri=settings.mlflow_tracking_uri,
+            registry_uri=settings.mlflow_registry_uri,
+            model_name=settings.model_name,
         ),
     }
 
@@ -77,7 +82,26 @@ def cluster_resources(settings: Settings) -> dict[str, object]:
     return local_resources(settings)
 
 
-RESOURCES_BY_ENVIRONMENT = {"local": local_resources, "cluster": cluster_resources}
+def databricks_resources(settings: Settings) -> dict[str, object]:
+    """Each Spark step on a Databricks cluster (databricks.py); the warehouse a Delta location
+    on ADLS, S3 or DBFS; MLflow tracking and registry in the workspace."""
+    resources = local_resources(settings)
+    resources["step_launcher"] = step_launcher_resource(settings)
+    # The workspace stores the experiment's artefacts itself.
+    resources["mlflow"] = mlflow_tracking_resource.configured(
+        {
+            "experiment_name": settings.mlflow_experiment,
+            "mlflow_tracking_uri": settings.mlflow_tracking_uri,
+        }
+    )
+    return resources
+
+
+RESOURCES_BY_ENVIRONMENT = {
+    "local": local_resources,
+    "cluster": cluster_resources,
+    "databricks": databricks_resources,
+}
 
 
 def build_assets(partitions: GraphPartitions) -> list[dg.AssetsDefinition]:
@@ -147,6 +171,15 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         # One process and one Spark session for every step of a run: a JVM per step costs ~3x.
         executor=dg.in_process_executor,
     )
+
+
+def environment_job(name: str) -> dg.JobDefinition:
+    """A job of the definitions the environment gives *now*, for `dg.build_reconstructable_job`.
+
+    The Databricks step launcher needs a reconstructable job, and the module-level `defs` is built
+    once at import: a process that changes PDM_ENV afterwards must rebuild through this.
+    """
+    return build_definitions().resolve_job_def(name)
 
 
 defs = build_definitions()

@@ -19,11 +19,11 @@ from pyspark.sql import functions as F
 
 from pdm_assets import training
 from pdm_assets.definitions import INGEST_JOB, SCORE_JOB, TRAIN_JOB, build_definitions
+from pdm_assets.io_manager import open_store
 from pdm_assets.partitions import Window
 from pdm_assets.settings import Settings, load_settings
 from pdm_assets.simulator import FleetSpec, simulate, write_landing
 from pdm_assets.spark import JavaNotFoundError, SparkResource, ensure_java
-from pdm_assets.storage import Warehouse
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         timings["score"] = time.perf_counter() - started
 
     spark = SparkResource(master=settings.spark_master).get_session()
-    warehouse = Warehouse(settings.warehouse)
+    warehouse = open_store(settings.warehouse, settings.warehouse_format)
     scores = warehouse.read_window(spark, "machine_scores", demo.scored_days)
     labels = warehouse.read_window(spark, "failure_labels", demo.scored_days)
     metrics, at_risk, holdout_rows = holdout_report(scores, labels)

@@ -3,11 +3,22 @@
 from pathlib import Path
 
 import dagster as dg
+from pydantic import Field
 from pyspark.sql import DataFrame
 
 from pdm_assets.partitions import Window
+from pdm_assets.settings import is_uri
 from pdm_assets.spark import SparkResource
-from pdm_assets.storage import Warehouse
+from pdm_assets.storage import DatasetStore, Warehouse
+from pdm_assets.table_storage import TableWarehouse
+
+
+def open_store(root: str, table_format: str = "parquet") -> DatasetStore:
+    """A folder path gets the symlinked local warehouse; a URI (abfss://, s3://, dbfs:/, file:/)
+    gets tables in `table_format`."""
+    if is_uri(root):
+        return TableWarehouse(root, table_format)
+    return Warehouse(Path(root))
 
 
 def _dataset_name(asset_key: dg.AssetKey) -> str:
@@ -17,11 +28,14 @@ def _dataset_name(asset_key: dg.AssetKey) -> str:
 class WarehouseResource(dg.ConfigurableResource):
     """The warehouse root, for assets that write side tables (quarantine) beside their output."""
 
-    root: str
+    root: str = Field(description="A folder, or a URI such as abfss://, s3:// or dbfs:/.")
+    table_format: str = Field(
+        default="parquet", description="delta or parquet; used when the root is a URI."
+    )
 
     @property
-    def store(self) -> Warehouse:
-        return Warehouse(Path(self.root))
+    def store(self) -> DatasetStore:
+        return open_store(self.root, self.table_format)
 
 
 class SparkParquetIOManager(dg.ConfigurableIOManager):
@@ -36,7 +50,7 @@ class SparkParquetIOManager(dg.ConfigurableIOManager):
     spark: SparkResource
 
     @property
-    def warehouse(self) -> Warehouse:
+    def warehouse(self) -> DatasetStore:
         return self.warehouse_resource.store
 
     def handle_output(self, context: dg.OutputContext, obj: DataFrame) -> None:
@@ -46,22 +60,20 @@ class SparkParquetIOManager(dg.ConfigurableIOManager):
                 "this IO manager stores Spark DataFrames only"
             )
         dataset = _dataset_name(context.asset_key)
-        path = self.warehouse.dataset_path(dataset)
+        path = self.warehouse.dataset_location(dataset)
         if context.has_asset_partitions:
             window = Window.from_dagster(context.asset_partitions_time_window)
             counts = self.warehouse.write_partitions(dataset, obj, window)
             context.add_output_metadata(
                 {
-                    "path": dg.MetadataValue.path(str(path)),
+                    "path": dg.MetadataValue.path(path),
                     "partitions_written": len(counts),
                     "rows_written": sum(counts.values()),
                 }
             )
         else:
             rows = self.warehouse.write_table(dataset, obj)
-            context.add_output_metadata(
-                {"path": dg.MetadataValue.path(str(path)), "rows_written": rows}
-            )
+            context.add_output_metadata({"path": dg.MetadataValue.path(path), "rows_written": rows})
 
     def load_input(self, context: dg.InputContext) -> DataFrame:
         upstream = context.upstream_output

@@ -1,5 +1,7 @@
 """MLflow: the tracking resource, and the model registry (log, register, alias, find, load)."""
 
+import os
+import tempfile
 import time
 from collections.abc import Iterator
 from datetime import date
@@ -13,6 +15,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 from pydantic import Field
 from pyspark.ml import PipelineModel
+from pyspark.sql.utils import is_remote
 
 CHAMPION_ALIAS = "champion"
 CUTOFF_TAG = "cutoff"
@@ -55,7 +58,10 @@ def mlflow_tracking_resource(context: dg.InitResourceContext) -> Iterator[MlFlow
 class ModelRegistry(dg.ConfigurableResource):
     """The MLflow model registry holding the pipeline models, one version per training cutoff."""
 
-    tracking_uri: str = Field(description="MLflow tracking and registry URI.")
+    tracking_uri: str = Field(description="MLflow tracking URI.")
+    registry_uri: str | None = Field(
+        default=None, description="MLflow registry URI (databricks-uc, ...); default: tracking."
+    )
     model_name: str = Field(default="pdm_component_failure", description="Registered model name.")
     ui_url: str = Field(
         default="http://127.0.0.1:5000", description="Base URL of the MLflow UI, for links."
@@ -65,9 +71,10 @@ class ModelRegistry(dg.ConfigurableResource):
     )
 
     def client(self) -> MlflowClient:
+        registry_uri = self.registry_uri or self.tracking_uri
         mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.tracking_uri)
-        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        mlflow.set_registry_uri(registry_uri)
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=registry_uri)
 
     def log_and_register(
         self, model: PipelineModel, cutoff: date, dagster_run_id: str, partition: str
@@ -148,7 +155,15 @@ class ModelRegistry(dg.ConfigurableResource):
 
     def load(self, version: str) -> PipelineModel:
         self.client()
-        model = mlflow.spark.load_model(f"models:/{self.model_name}/{version}")
+        uri = f"models:/{self.model_name}/{version}"
+        if is_remote():
+            # mlflow.spark.load_model goes through the JVM gateway, which a Spark Connect client
+            # does not have. The pipeline is read from a local copy of the model's files, so the
+            # Connect server must see this machine's temp folder (it runs here, or shares it).
+            with tempfile.TemporaryDirectory(prefix="pdm-model-") as folder:
+                local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=folder)
+                return PipelineModel.load(os.path.join(local, "sparkml"))
+        model = mlflow.spark.load_model(uri)
         assert isinstance(model, PipelineModel)
         return model
 

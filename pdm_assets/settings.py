@@ -7,11 +7,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-ENVIRONMENTS = ("local", "cluster")
+ENVIRONMENTS = ("local", "cluster", "databricks")
+WAREHOUSE_FORMATS = ("parquet", "delta")
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
+
+
+def is_uri(location: str) -> bool:
+    """True for abfss://..., s3://..., dbfs:/..., file:/...; False for a plain folder path."""
+    return bool(_URI.match(location))
 
 
 def _checkout_root() -> Path:
@@ -60,14 +68,17 @@ class Settings:
     spark_master: str
     spark_conf: dict[str, str]
     warehouse_root: str | None
+    warehouse_format: str
     mlflow_tracking_uri: str
+    mlflow_registry_uri: str
     mlflow_experiment: str
     model_name: str
 
     @property
-    def warehouse(self) -> Path:
-        """The warehouse folder: PDM_WAREHOUSE (a folder every executor sees) or the home's."""
-        return Path(self.warehouse_root) if self.warehouse_root else self.home / "warehouse"
+    def warehouse(self) -> str:
+        """The warehouse: PDM_WAREHOUSE (a folder every executor sees, or an object-store URI such
+        as abfss://, s3:// or dbfs:/) or the home's folder."""
+        return self.warehouse_root or str(self.home / "warehouse")
 
     @property
     def landing(self) -> Path:
@@ -101,12 +112,37 @@ def load_settings() -> Settings:
     horizon_days = _env_int("PDM_HORIZON_DAYS", 7)
     if horizon_days < 1:
         raise ValueError(f"PDM_HORIZON_DAYS must be >= 1, got {horizon_days}")
-    default_tracking = f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
-    spark_master = _env("PDM_SPARK_MASTER", "local[*]")
+    on_databricks = environment == "databricks"
+    default_tracking = (
+        "databricks" if on_databricks else f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
+    )
+    tracking_uri = _env("PDM_MLFLOW_TRACKING_URI", default_tracking)
+    # Databricks' default registry is Unity Catalog, whose model names are catalog.schema.model.
+    registry_uri = _env(
+        "PDM_MLFLOW_REGISTRY_URI", "databricks-uc" if on_databricks else tracking_uri
+    )
+    model_name = _env("PDM_MODEL_NAME", "pdm_component_failure")
+    if registry_uri.startswith("databricks-uc") and model_name.count(".") != 2:
+        raise ValueError(
+            f"PDM_MODEL_NAME must be catalog.schema.model for the Unity Catalog registry "
+            f"({registry_uri}), got {model_name!r}"
+        )
+    spark_master = _env("PDM_SPARK_MASTER", "" if on_databricks else "local[*]")
     if environment == "cluster" and spark_master.startswith("local"):
         raise ValueError(
             "PDM_ENV=cluster needs PDM_SPARK_MASTER, e.g. spark://host:7077, yarn, "
             "k8s://https://host:443 or sc://host:15002"
+        )
+    warehouse_root = os.environ.get("PDM_WAREHOUSE", "").strip() or None
+    if on_databricks and not is_uri(warehouse_root or ""):
+        raise ValueError(
+            "PDM_ENV=databricks needs PDM_WAREHOUSE, a URI the cluster can write: "
+            "abfss://container@account.dfs.core.windows.net/pdm, s3://bucket/pdm or dbfs:/pdm"
+        )
+    warehouse_format = _env("PDM_WAREHOUSE_FORMAT", "delta" if on_databricks else "parquet")
+    if warehouse_format not in WAREHOUSE_FORMATS:
+        raise ValueError(
+            f"PDM_WAREHOUSE_FORMAT must be one of {WAREHOUSE_FORMATS}, got {warehouse_format!r}"
         )
     spark_conf_raw = _env("PDM_SPARK_CONF", "{}")
     try:
@@ -128,8 +164,13 @@ def load_settings() -> Settings:
         sim_seed=_env_int("PDM_SIM_SEED", 42),
         spark_master=spark_master,
         spark_conf=spark_conf,
-        warehouse_root=os.environ.get("PDM_WAREHOUSE", "").strip() or None,
-        mlflow_tracking_uri=_env("PDM_MLFLOW_TRACKING_URI", default_tracking),
-        mlflow_experiment=_env("PDM_MLFLOW_EXPERIMENT", "pdm_assets"),
-        model_name=_env("PDM_MODEL_NAME", "pdm_component_failure"),
+        warehouse_root=warehouse_root,
+        warehouse_format=warehouse_format,
+        mlflow_tracking_uri=tracking_uri,
+        mlflow_registry_uri=registry_uri,
+        # A Databricks experiment is a workspace path.
+        mlflow_experiment=_env(
+            "PDM_MLFLOW_EXPERIMENT", "/Shared/pdm_assets" if on_databricks else "pdm_assets"
+        ),
+        model_name=model_name,
     )

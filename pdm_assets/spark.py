@@ -87,6 +87,11 @@ CLUSTER_DEFAULT_CONF: dict[str, str] = {
     if key not in ("spark.driver.memory", "spark.default.parallelism")
 }
 
+# A Spark Connect client may set runtime SQL settings only; the server owns the rest.
+CONNECT_DEFAULT_CONF: dict[str, str] = {
+    key: value for key, value in CLUSTER_DEFAULT_CONF.items() if key.startswith("spark.sql.")
+}
+
 
 class SparkResource(dg.ConfigurableResource):
     """A Spark session, created on first use and reused by every step of the process.
@@ -95,7 +100,13 @@ class SparkResource(dg.ConfigurableResource):
     so all steps share one JVM). The same resource connects to any master URL.
     """
 
-    master: str = Field(default="local[*]", description="Spark master URL, e.g. local[*].")
+    master: str = Field(
+        default="local[*]",
+        description=(
+            "Spark master URL, e.g. local[*], spark://host:7077, yarn, k8s://..., sc://host:15002. "
+            "Empty: the session the platform provides (a Databricks cluster's)."
+        ),
+    )
     app_name: str = Field(default="pdm_assets", description="Spark application name.")
     conf: dict[str, str] = Field(
         default_factory=dict, description="Extra Spark settings; they override the defaults."
@@ -105,7 +116,11 @@ class SparkResource(dg.ConfigurableResource):
         active = SparkSession.getActiveSession()
         if active is not None:
             return active
-        if self.master.startswith("sc://"):
+        if not self.master:
+            # On a Databricks driver the session already exists; getOrCreate() attaches to it
+            # (and elsewhere falls back to Spark's own default, local[*]).
+            builder = SparkSession.builder.appName(self.app_name)
+        elif self.master.startswith("sc://"):
             # Spark Connect: the JVM runs on the server, nothing to start here.
             builder = SparkSession.builder.remote(self.master).appName(self.app_name)
         else:
@@ -116,9 +131,22 @@ class SparkResource(dg.ConfigurableResource):
             if self.master.startswith("local"):
                 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
             builder = SparkSession.builder.master(self.master).appName(self.app_name)
-        defaults = LOCAL_DEFAULT_CONF if self.master.startswith("local") else CLUSTER_DEFAULT_CONF
+        if self.master.startswith("local"):
+            defaults = LOCAL_DEFAULT_CONF
+        elif self.master.startswith("sc://"):
+            defaults = CONNECT_DEFAULT_CONF
+        else:
+            defaults = CLUSTER_DEFAULT_CONF
         for key, value in {**defaults, **self.conf}.items():
             builder = builder.config(key, value)
         session = builder.getOrCreate()
-        session.sparkContext.setLogLevel("WARN")
+        if not self.master.startswith("sc://"):
+            # A Spark Connect client has no SparkContext; the server owns its logging.
+            session.sparkContext.setLogLevel("WARN")
         return session
+
+
+# Every Spark asset takes this resource. Dagster runs a step through whichever of its resources is
+# a StepLauncher: in the databricks environment the key holds the Databricks launcher, elsewhere
+# None, and the step runs in the run's own process.
+StepLauncherParam = dg.ResourceParam[dg.StepLauncher | None]

@@ -23,6 +23,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -45,6 +46,26 @@ class MissingDatasetError(LookupError):
     """Raised when an asset reads a dataset that was never materialised."""
 
 
+class DatasetStore(Protocol):
+    """What assets and the IO manager need of a warehouse, local folder or object store."""
+
+    def dataset_location(self, dataset: str) -> str: ...
+
+    def partition_dates(self, dataset: str) -> list[date]: ...
+
+    def write_partitions(
+        self, dataset: str, frame: DataFrame, window: Window
+    ) -> dict[date, int]: ...
+
+    def write_table(self, dataset: str, frame: DataFrame) -> int: ...
+
+    def read_window(self, spark: SparkSession, dataset: str, window: Window) -> DataFrame: ...
+
+    def read_all(self, spark: SparkSession, dataset: str) -> DataFrame: ...
+
+    def read_table(self, spark: SparkSession, dataset: str) -> DataFrame: ...
+
+
 def _link_name(day: date) -> str:
     return f"{DATE_COLUMN}={day.isoformat()}"
 
@@ -57,6 +78,9 @@ class Warehouse:
 
     def dataset_path(self, dataset: str) -> Path:
         return self.root / dataset
+
+    def dataset_location(self, dataset: str) -> str:
+        return str(self.dataset_path(dataset))
 
     def partition_dates(self, dataset: str) -> list[date]:
         """Days of the dataset whose partition is materialised, sorted."""

@@ -40,7 +40,7 @@ class Graph:
 
     @property
     def warehouse(self) -> Warehouse:
-        return Warehouse(self.settings.warehouse)
+        return Warehouse(Path(self.settings.warehouse))
 
 
 def _range(first: str, last: str) -> dict[str, str]:

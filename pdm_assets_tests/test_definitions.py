@@ -2,6 +2,7 @@
 no Java gives a message saying what to install."""
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from pdm_assets.databricks import no_step_launcher
 from pdm_assets.definitions import RESOURCES_BY_ENVIRONMENT, build_definitions
 from pdm_assets.settings import ENVIRONMENTS, load_settings
 from pdm_assets.sources import CsvFolderSource, SimulatedFleetSource
@@ -35,15 +37,35 @@ def test_definitions_load_in_every_environment(
 ) -> None:
     monkeypatch.setenv("PDM_ENV", environment)
     if environment == "cluster":
-        # Loading must not need the cluster: nothing connects until a run asks for Spark.
         monkeypatch.setenv("PDM_SPARK_MASTER", "spark://spark-master.invalid:7077")
+    if environment == "databricks":
+        monkeypatch.setenv("DATABRICKS_HOST", "https://adb-1.2.azuredatabricks.net")
+        monkeypatch.delenv("DATABRICKS_TOKEN", raising=False)
+        monkeypatch.setenv("PDM_WAREHOUSE", "abfss://pdm@pdmstore.dfs.core.windows.net/warehouse")
+        monkeypatch.setenv("PDM_ADLS2_ACCOUNT", "pdmstore")
+        monkeypatch.setenv("PDM_MODEL_NAME", "main.pdm.component_failure")
+
+    # Loading must not need the cluster, the workspace or its token: nothing connects until a
+    # run asks for Spark or launches a step.
+    def no_network(*_: object) -> None:
+        raise AssertionError("loading the definitions opened a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
     defs = build_definitions()
-    if environment == "cluster":
-        assert defs.resources["spark"].master == "spark://spark-master.invalid:7077"
     dg.Definitions.validate_loadable(defs)
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
     assert keys == EXPECTED_ASSETS
     assert set(RESOURCES_BY_ENVIRONMENT) == set(ENVIRONMENTS)
+    launcher = defs.resources["step_launcher"]
+    if environment == "cluster":
+        assert defs.resources["spark"].master == "spark://spark-master.invalid:7077"
+    if environment == "databricks":
+        assert defs.resources["spark"].master == ""
+        assert defs.resources["warehouse"].table_format == "delta"
+        assert defs.resources["model_registry"].registry_uri == "databricks-uc"
+        assert launcher is not no_step_launcher
+    else:
+        assert launcher is no_step_launcher
 
 
 def test_every_asset_has_a_description_and_a_group(pdm_home: Path) -> None:
@@ -73,7 +95,7 @@ def test_settings_default_under_the_home_and_reject_bad_values(
     pdm_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = load_settings()
-    assert settings.warehouse == pdm_home / "warehouse"
+    assert settings.warehouse == str(pdm_home / "warehouse")
     assert settings.mlflow_tracking_uri == f"sqlite:///{pdm_home / 'mlflow' / 'mlflow.db'}"
     assert (settings.horizon_days, settings.sim_machines) == (7, 100)
     monkeypatch.setenv("PDM_SIM_MACHINES", "many")
@@ -94,7 +116,7 @@ def test_settings_default_under_the_home_and_reject_bad_values(
     monkeypatch.setenv("PDM_WAREHOUSE", "/shared/warehouse")
     clustered = load_settings()
     assert clustered.spark_conf == {"spark.executor.memory": "4g"}
-    assert clustered.warehouse == Path("/shared/warehouse")
+    assert clustered.warehouse == "/shared/warehouse"
     monkeypatch.delenv("PDM_SPARK_CONF")
     monkeypatch.setenv("PDM_ENV", "local")
     monkeypatch.setenv("PDM_DATA_SOURCE", "csv")

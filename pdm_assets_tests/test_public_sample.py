@@ -3,6 +3,7 @@
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -26,7 +27,7 @@ class SampleRun:
     results: dict[str, dg.ExecuteInProcessResult]
 
     def dataset(self, spark, name: str) -> DataFrame:  # type: ignore[no-untyped-def]
-        return Warehouse(self.settings.warehouse).read_all(spark, name)
+        return Warehouse(Path(self.settings.warehouse)).read_all(spark, name)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 
 from pdm_assets.partitions import Window
 from pdm_assets.storage import MissingDatasetError, Warehouse
+from pdm_assets.table_storage import TableWarehouse
 
 
 def _frame(spark: SparkSession, rows: list[tuple[str, int]]) -> DataFrame:
@@ -147,3 +148,59 @@ def test_old_orphans_are_swept_but_a_concurrent_writers_version_is_kept(
     assert not killed.exists()
     assert concurrent.exists()
     assert _values(warehouse.read_window(spark, "t", day)) == [("2015-01-01", 1)]
+
+
+# The table warehouse (object stores): exercised here on a file: URI in Parquet, since Delta's
+# jars are not available offline; Delta differs only in the write call (replaceWhere).
+
+
+def test_table_warehouse_replaces_only_the_window(spark: SparkSession, tmp_path: Path) -> None:
+    tables = TableWarehouse(tmp_path.as_uri(), "parquet")
+    assert tables.dataset_location("scores") == f"{tmp_path.as_uri()}/scores"
+    first = _frame(spark, [("2015-01-01", 1), ("2015-01-02", 2), ("2015-01-03", 3)])
+    assert tables.write_partitions("scores", first, JAN) == {
+        date(2015, 1, 1): 1,
+        date(2015, 1, 2): 1,
+        date(2015, 1, 3): 1,
+    }
+    # Re-run of 2 Jan alone with new rows, and 3 Jan now without any: 1 Jan must stay.
+    rerun = Window.of_days(date(2015, 1, 2), date(2015, 1, 4))
+    counts = tables.write_partitions("scores", _frame(spark, [("2015-01-02", 20)]), rerun)
+    assert counts == {date(2015, 1, 2): 1, date(2015, 1, 3): 0}
+    assert _values(tables.read_window(spark, "scores", JAN)) == [
+        ("2015-01-01", 1),
+        ("2015-01-02", 20),
+    ]
+    # 3 Jan is materialised (empty), not missing.
+    assert tables.partition_dates("scores") == [
+        date(2015, 1, 1),
+        date(2015, 1, 2),
+        date(2015, 1, 3),
+    ]
+    assert _values(tables.read_all(spark, "scores")) == [("2015-01-01", 1), ("2015-01-02", 20)]
+
+
+def test_table_warehouse_refuses_rows_outside_the_window(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    tables = TableWarehouse(tmp_path.as_uri(), "parquet")
+    stray = _frame(spark, [("2015-01-01", 1), ("2015-02-01", 9)])
+    with pytest.raises(ValueError, match=r"outside the partition window.*2015-02-01"):
+        tables.write_partitions("scores", stray, JAN)
+    assert tables.partition_dates("scores") == []
+
+
+def test_table_warehouse_empty_days_and_missing_tables(spark: SparkSession, tmp_path: Path) -> None:
+    tables = TableWarehouse(tmp_path.as_uri(), "parquet")
+    with pytest.raises(MissingDatasetError, match="materialise the upstream asset first"):
+        tables.read_window(spark, "failures", JAN)
+    with pytest.raises(MissingDatasetError, match="never materialised"):
+        tables.read_table(spark, "machines")
+    # A window of days without a single row: no data file, yet readable with its schema.
+    nothing = _frame(spark, []).where(F.lit(False))
+    assert tables.write_partitions("failures", nothing, JAN) == {day: 0 for day in JAN.days}
+    empty = tables.read_window(spark, "failures", JAN)
+    assert empty.columns == ["date", "value"] and empty.count() == 0
+    machines = spark.createDataFrame([(1, "model3"), (2, "model4")], "machine_id int, model string")
+    assert tables.write_table("machines", machines) == 2
+    assert tables.write_table("machines", machines.limit(1)) == 1

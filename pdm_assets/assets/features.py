@@ -9,6 +9,7 @@ from pyspark.sql import DataFrame
 from pdm_assets import features, labels
 from pdm_assets.io_manager import WarehouseResource
 from pdm_assets.partitions import GraphPartitions, Window
+from pdm_assets.spark import StepLauncherParam
 
 FEATURES_GROUP = "features"
 
@@ -48,6 +49,7 @@ def build_feature_assets(partitions: GraphPartitions) -> list[dg.AssetsDefinitio
     )
     def machine_features(
         context: dg.AssetExecutionContext,
+        step_launcher: StepLauncherParam,
         raw_telemetry: DataFrame,
         raw_errors: DataFrame,
         raw_maintenance: DataFrame,
@@ -106,6 +108,7 @@ def build_feature_assets(partitions: GraphPartitions) -> list[dg.AssetsDefinitio
     )
     def failure_labels(
         context: dg.AssetExecutionContext,
+        step_launcher: StepLauncherParam,
         machine_features: DataFrame,
         raw_failures: DataFrame,
         warehouse: WarehouseResource,

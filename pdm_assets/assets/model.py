@@ -14,6 +14,7 @@ from pyspark.sql import DataFrame
 from pdm_assets import plots, training
 from pdm_assets.partitions import GraphPartitions, Window
 from pdm_assets.registry import CUTOFF_TAG, PARTITION_TAG, ModelRegistry
+from pdm_assets.spark import StepLauncherParam
 
 MODEL_GROUP = "model"
 QUALITY_GATE = "quality_gate"
@@ -114,6 +115,7 @@ def build_model_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
     )
     def failure_model(
         context: dg.AssetExecutionContext,
+        step_launcher: StepLauncherParam,
         config: ModelConfig,
         model_registry: ModelRegistry,
         # dagster-mlflow's resource starts (or resumes) the MLflow run of this Dagster run and

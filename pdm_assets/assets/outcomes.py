@@ -12,7 +12,7 @@ from pdm_assets import monitoring, plots
 from pdm_assets.assets.model import metrics_table
 from pdm_assets.io_manager import WarehouseResource
 from pdm_assets.partitions import GraphPartitions, Window
-from pdm_assets.spark import SparkResource
+from pdm_assets.spark import SparkResource, StepLauncherParam
 from pdm_assets.storage import MissingDatasetError
 
 MONITORING_GROUP = "monitoring"
@@ -37,6 +37,7 @@ def build_outcomes_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
     )
     def model_outcomes(
         context: dg.AssetExecutionContext,
+        step_launcher: StepLauncherParam,
         spark: SparkResource,
         warehouse: WarehouseResource,
         machine_scores: DataFrame,

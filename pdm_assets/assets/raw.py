@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 from pdm_assets.io_manager import WarehouseResource
 from pdm_assets.partitions import GraphPartitions, Window
 from pdm_assets.sources import RawSource
-from pdm_assets.spark import SparkResource
+from pdm_assets.spark import SparkResource, StepLauncherParam
 from pdm_assets.storage import MissingDatasetError
 from pdm_assets.validation import (
     EVENT_KEYS,
@@ -103,6 +103,7 @@ def build_raw_event_asset(name: str, partitions: GraphPartitions) -> dg.AssetsDe
     )
     def raw_event_table(
         context: dg.AssetExecutionContext,
+        step_launcher: StepLauncherParam,
         spark: SparkResource,
         source: RawSource,
         warehouse: WarehouseResource,
@@ -124,7 +125,7 @@ def build_raw_event_asset(name: str, partitions: GraphPartitions) -> dg.AssetsDe
             metadata={
                 "time_range": f"{window.start.isoformat()} .. {window.end.isoformat()}",
                 "rows": kept,
-                **_quarantine_metadata(reasons, str(warehouse.store.dataset_path(quarantine))),
+                **_quarantine_metadata(reasons, warehouse.store.dataset_location(quarantine)),
             },
         )
         expected_schema = list(EXPECTED_TYPES[table].items())
@@ -186,7 +187,10 @@ def machines_reporting_check(
     kinds={"spark", "parquet"},
 )
 def raw_machines(
-    spark: SparkResource, source: RawSource, warehouse: WarehouseResource
+    step_launcher: StepLauncherParam,
+    spark: SparkResource,
+    source: RawSource,
+    warehouse: WarehouseResource,
 ) -> dg.Output[DataFrame]:
     validated = validate_machines(source.read_machines(spark.get_session()))
     quarantine = quarantine_dataset("machines")
@@ -203,7 +207,7 @@ def raw_machines(
             ),
             "max_age": int(machines.agg(F.max("age")).first()[0] or 0),  # type: ignore[index]
             **_quarantine_metadata(
-                _reason_counts(validated), str(warehouse.store.dataset_path(quarantine))
+                _reason_counts(validated), warehouse.store.dataset_location(quarantine)
             ),
         },
     )

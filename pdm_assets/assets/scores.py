@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 from pdm_assets import plots, training
 from pdm_assets.partitions import GraphPartitions, Window
 from pdm_assets.registry import ModelRegistry
+from pdm_assets.spark import StepLauncherParam
 
 SCORING_GROUP = "scoring"
 _ONE_DAY = timedelta(days=1)
@@ -60,6 +61,7 @@ def build_scores_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
     )
     def machine_scores(
         context: dg.AssetExecutionContext,
+        step_launcher: StepLauncherParam,
         model_registry: ModelRegistry,
         machine_features: DataFrame,
     ) -> Iterator[dg.Output[DataFrame] | dg.AssetCheckResult | dg.AssetObservation]:

@@ -1,0 +1,186 @@
+"""Warehouse storage on an object store (abfss://, s3://, dbfs:/) or any Hadoop file system URI.
+
+The local warehouse (storage.py) swaps symlinks, which object stores do not have. Here each asset
+is one table under the root, partitioned by `date`:
+
+    <root>/<dataset>                 the rows, partitioned by date (Delta or Parquet)
+    <root>/_partitions/<dataset>     one row per materialised day: rows written, schema
+
+Delta (the default on Databricks) replaces a window of days in one transaction with
+`replaceWhere`, and refuses rows outside the window itself. Parquet has no transactions: the
+window's `date=` folders are deleted, then the new rows appended, so a reader during the write
+can see the window empty; use it only where Delta is not available.
+
+The manifest is what says a day is materialised, including days without rows (a Parquet or Delta
+table has no folder for them) and the schema to return for a window with no rows.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from pyspark.errors import AnalysisException
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
+
+from pdm_assets.partitions import Window
+from pdm_assets.storage import DATE_COLUMN, MissingDatasetError
+
+MANIFEST = "_partitions"
+
+
+def _active_session() -> SparkSession:
+    session = SparkSession.getActiveSession()
+    if session is None:
+        raise RuntimeError("the table warehouse needs an active Spark session")
+    return session
+
+
+@dataclass(frozen=True)
+class TableWarehouse:
+    """Date-partitioned tables under a URI root, in Delta or Parquet."""
+
+    root: str
+    table_format: str = "delta"
+
+    def dataset_location(self, dataset: str) -> str:
+        return f"{self.root.rstrip('/')}/{dataset}"
+
+    def _manifest_location(self, dataset: str) -> str:
+        return f"{self.root.rstrip('/')}/{MANIFEST}/{dataset}"
+
+    def _load(self, spark: SparkSession, location: str) -> DataFrame | None:
+        try:
+            return spark.read.format(self.table_format).load(location)
+        except AnalysisException as error:
+            # No table there yet; for Parquet also a folder written with zero rows (no files).
+            absent = ("PATH_NOT_FOUND", "UNABLE_TO_INFER_SCHEMA", "is not a Delta table")
+            if any(marker in str(error) for marker in absent):
+                return None
+            raise
+
+    def _manifest(self, spark: SparkSession, dataset: str) -> DataFrame | None:
+        return self._load(spark, self._manifest_location(dataset))
+
+    def partition_dates(self, dataset: str) -> list[date]:
+        """Days of the dataset whose partition is materialised, sorted."""
+        manifest = self._manifest(_active_session(), dataset)
+        if manifest is None:
+            return []
+        return sorted(row[DATE_COLUMN] for row in manifest.select(DATE_COLUMN).collect())
+
+    def write_partitions(self, dataset: str, frame: DataFrame, window: Window) -> dict[date, int]:
+        """Replace every day of `window` with the rows of `frame`; returns rows per day.
+
+        Rows dated outside the window are refused with an error rather than dropped.
+        """
+        if DATE_COLUMN not in frame.columns:
+            raise ValueError(f"{dataset}: a partitioned dataset needs a '{DATE_COLUMN}' column")
+        days = window.days
+        inside = F.col(DATE_COLUMN).between(F.lit(days[0]), F.lit(days[-1]))
+        spark = frame.sparkSession
+        if self.table_format == "parquet":
+            outside = frame.where(~inside | F.col(DATE_COLUMN).isNull())
+            strays = [row[DATE_COLUMN] for row in outside.select(DATE_COLUMN).distinct().collect()]
+            if strays:
+                raise ValueError(
+                    f"{dataset}: rows with a date outside the partition window "
+                    f"{days[0]}..{days[-1]} ({sorted(map(str, strays))}); refusing to drop them"
+                )
+        self._replace_days(spark, self.dataset_location(dataset), frame, window)
+        written = self._load(spark, self.dataset_location(dataset))
+        counts = {day: 0 for day in days}
+        if written is not None:
+            per_day = written.where(inside).groupBy(DATE_COLUMN).count().collect()
+            counts.update({row[DATE_COLUMN]: int(row["count"]) for row in per_day})
+        schema_json = frame.schema.json()
+        now = datetime.now(UTC)
+        manifest = spark.createDataFrame(
+            [(day, counts[day], schema_json, now) for day in days],
+            "date date, rows long, schema string, written_at timestamp",
+        )
+        self._replace_days(spark, self._manifest_location(dataset), manifest, window)
+        return counts
+
+    def _replace_days(
+        self, spark: SparkSession, location: str, frame: DataFrame, window: Window
+    ) -> None:
+        days = window.days
+        if self.table_format == "delta":
+            # One transaction; Delta itself rejects rows that do not match the predicate.
+            predicate = f"{DATE_COLUMN} >= '{days[0]}' AND {DATE_COLUMN} <= '{days[-1]}'"
+            (
+                frame.write.format("delta")
+                .mode("overwrite")
+                .option("replaceWhere", predicate)
+                .partitionBy(DATE_COLUMN)
+                .save(location)
+            )
+            return
+        _delete_day_folders(spark, location, days)
+        frame.write.mode("append").partitionBy(DATE_COLUMN).parquet(location)
+
+    def write_table(self, dataset: str, frame: DataFrame) -> int:
+        """Replace an unpartitioned dataset (one Delta transaction); returns its row count."""
+        location = self.dataset_location(dataset)
+        frame.write.format(self.table_format).mode("overwrite").save(location)
+        return self.read_table(frame.sparkSession, dataset).count()
+
+    def read_window(self, spark: SparkSession, dataset: str, window: Window) -> DataFrame:
+        """All rows of the days in `window`, as one read pruned by the date partitions."""
+        manifest = self._manifest(spark, dataset)
+        if manifest is None:
+            raise MissingDatasetError(
+                f"dataset '{dataset}' has no materialised partition under "
+                f"{self.dataset_location(dataset)}; materialise the upstream asset first"
+            )
+        rows = self._load(spark, self.dataset_location(dataset))
+        if rows is None:
+            # Every materialised day was empty, so no data file exists; the manifest has the schema.
+            latest = manifest.orderBy(F.col("written_at").desc()).first()
+            assert latest is not None
+            schema = StructType.fromJson(_json(latest["schema"]))
+            return spark.createDataFrame([], schema)
+        return rows.where(
+            (F.col(DATE_COLUMN) >= F.lit(window.start.date()))
+            & (F.col(DATE_COLUMN) < F.lit(window.end.date()))
+        )
+
+    def read_all(self, spark: SparkSession, dataset: str) -> DataFrame:
+        dates = self.partition_dates(dataset)
+        if not dates:
+            return self.read_table(spark, dataset)
+        whole = Window.of_days(dates[0], dates[-1] + timedelta(days=1))
+        return self.read_window(spark, dataset, whole)
+
+    def read_table(self, spark: SparkSession, dataset: str) -> DataFrame:
+        rows = self._load(spark, self.dataset_location(dataset))
+        if rows is None:
+            raise MissingDatasetError(
+                f"dataset '{dataset}' was never materialised (no table at "
+                f"{self.dataset_location(dataset)}); materialise it first"
+            )
+        return rows
+
+
+def _json(text: str) -> dict[str, object]:
+    loaded = json.loads(text)
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def _delete_day_folders(spark: SparkSession, location: str, days: list[date]) -> None:
+    """Delete `date=` folders through the Hadoop file system of the location (any scheme)."""
+    jvm = getattr(spark, "_jvm", None)
+    if jvm is None:
+        raise RuntimeError(
+            "the Parquet table warehouse needs Spark Classic (it deletes folders through the JVM); "
+            "use PDM_WAREHOUSE_FORMAT=delta with Spark Connect"
+        )
+    hadoop_conf = spark._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
+    for day in days:
+        path = jvm.org.apache.hadoop.fs.Path(f"{location}/{DATE_COLUMN}={day.isoformat()}")
+        path.getFileSystem(hadoop_conf).delete(path, True)
