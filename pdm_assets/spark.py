@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import gc
 import os
 import re
 import shutil
@@ -123,6 +125,10 @@ class SparkResource(dg.ConfigurableResource):
         elif self.master.startswith("sc://"):
             # Spark Connect: the JVM runs on the server, nothing to start here.
             builder = SparkSession.builder.remote(self.master).appName(self.app_name)
+            # A Spark ML model on Connect frees its server-side copy from __del__ with an RPC,
+            # which hangs the process forever when it runs during interpreter shutdown (seen
+            # with the scoring model). Collecting at exit frees them while gRPC still works.
+            atexit.register(gc.collect)
         else:
             ensure_java()
             # Python workers must run this interpreter, not the first python3 on PATH (PySpark's

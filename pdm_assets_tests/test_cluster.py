@@ -1,8 +1,10 @@
-"""The same graph on a Spark standalone cluster on 127.0.0.1 equals local mode row for row.
+"""The same graph on a Spark standalone cluster and on a Spark Connect server, both on
+127.0.0.1, equals local mode row for row.
 
-A master and one worker start from the installed pyspark (executors in their own JVMs); the
-features and scores of a few days are computed once locally and once on the cluster, with the
-same model from the same MLflow registry, and compared.
+A master and one worker start from the installed pyspark (executors in their own JVMs), and a
+Spark Connect server from its spark-submit; the features and scores of a few days are computed
+locally, on the cluster and through Connect, with the same model from the same MLflow registry,
+and compared.
 """
 
 import json
@@ -103,6 +105,44 @@ def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 process.wait(timeout=30)
 
 
+@pytest.fixture(scope="module")
+def connect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    folder = tmp_path_factory.mktemp("connect")
+    port = free_port()
+    env = {
+        **os.environ,
+        "SPARK_HOME": str(SPARK_HOME),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "PYSPARK_PYTHON": sys.executable,
+    }
+    server = subprocess.Popen(
+        [
+            str(SPARK_HOME / "bin" / "spark-submit"),
+            "--class",
+            "org.apache.spark.sql.connect.service.SparkConnectServer",
+            "--master",
+            "local[2]",
+            "--conf",
+            f"spark.connect.grpc.binding.port={port}",
+            "--conf",
+            "spark.sql.session.timeZone=UTC",
+            "--conf",
+            "spark.ui.enabled=false",
+            "spark-internal",
+        ],
+        stdout=(folder / "server.log").open("w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        _wait_for(folder / "server.log", r"Spark Connect server started")
+        yield f"sc://127.0.0.1:{port}"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
 def _graph_run(env: dict[str, str], *args: str) -> dict[str, float]:
     completed = subprocess.run(
         [sys.executable, "-m", "pdm_assets_tests.graph_runs", *args],
@@ -132,10 +172,11 @@ def _assert_same(local: list[tuple[object, ...]], cluster: list[tuple[object, ..
                 assert actual == expected
 
 
-def test_features_and_scores_on_a_standalone_cluster_equal_local_mode(
-    standalone: str, tmp_path: Path, spark: SparkSession
+def test_features_and_scores_on_a_standalone_cluster_and_spark_connect_equal_local_mode(
+    standalone: str, connect_server: str, tmp_path: Path, spark: SparkSession
 ) -> None:
     local_home, cluster_home = tmp_path / "local", tmp_path / "cluster"
+    connect_home = tmp_path / "connect"
     base = {**os.environ, **FLEET, "SPARK_LOCAL_IP": "127.0.0.1"}
     for name in ("PDM_DATA_SOURCE", "PDM_CSV_DIR", "PDM_WAREHOUSE", "DAGSTER_HOME"):
         base.pop(name, None)
@@ -162,12 +203,26 @@ def test_features_and_scores_on_a_standalone_cluster_equal_local_mode(
         },
         *score_range,
     )
+    connect_timings = _graph_run(
+        {
+            **base,
+            "PDM_HOME": str(connect_home),
+            "PDM_ENV": "cluster",
+            "PDM_SPARK_MASTER": connect_server,
+            "PDM_MLFLOW_TRACKING_URI": registry,
+        },
+        *score_range,
+    )
     for dataset in ("raw_telemetry", "machine_features", "failure_labels", "machine_scores"):
         local = Warehouse(local_home / "warehouse").read_all(spark, dataset)
-        cluster = Warehouse(cluster_home / "warehouse").read_all(spark, dataset)
-        assert local.columns == cluster.columns, dataset
-        _assert_same(_rows(local), _rows(cluster))
+        for home in (cluster_home, connect_home):
+            other = Warehouse(home / "warehouse").read_all(spark, dataset)
+            assert local.columns == other.columns, (dataset, home.name)
+            _assert_same(_rows(local), _rows(other))
     OUTPUT.mkdir(exist_ok=True)
-    (OUTPUT / "cluster-timings.json").write_text(
-        json.dumps({"local": local_timings, "standalone_cluster": cluster_timings}, indent=2)
-    )
+    timings = {
+        "local": local_timings,
+        "standalone_cluster": cluster_timings,
+        "spark_connect": connect_timings,
+    }
+    (OUTPUT / "cluster-timings.json").write_text(json.dumps(timings, indent=2))

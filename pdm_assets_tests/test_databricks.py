@@ -26,7 +26,7 @@ from dagster_databricks.databricks_pyspark_step_launcher import (
 )
 from pyspark.sql import SparkSession
 
-from pdm_assets.databricks import cluster_libraries, load_databricks_settings
+from pdm_assets.databricks import cluster_libraries, load_databricks_settings, package_to_ship
 from pdm_assets.definitions import INGEST_JOB
 from pdm_assets.partitions import Window
 from pdm_assets.table_storage import TableWarehouse
@@ -149,6 +149,18 @@ def test_libraries_are_pinned_to_the_installed_versions() -> None:
     assert "dagster==" + dg.__version__ in packages
     # The runtime's own Spark must not be replaced; the UI is not needed on a cluster.
     assert not names & {"pyspark", "dagster-webserver", "pytest"}
+
+
+def test_only_the_package_is_shipped_and_a_path_that_empties_the_zip_is_refused(
+    tmp_path: Path,
+) -> None:
+    # pytest's temp folders match the launcher's ".*pytest.*" exclude pattern.
+    with pytest.raises(ValueError, match="exclude pattern"):
+        package_to_ship(tmp_path)
+    shipped = package_to_ship()
+    assert [child.name for child in shipped.iterdir()] == ["pdm_assets"]
+    assert (shipped / "pdm_assets" / "assets" / "raw.py").is_file()
+    assert package_to_ship() == shipped  # same code, same folder
 
 
 def _texts_of_upload(payload: bytes) -> bytes:
