@@ -12,10 +12,14 @@ import mlflow.spark
 import pyspark
 from dagster_mlflow.resources import CONFIG_SCHEMA, MlFlow
 from mlflow.entities.model_registry import ModelVersion
+from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 from pydantic import Field
 from pyspark.ml import PipelineModel
+from pyspark.sql import DataFrame
 from pyspark.sql.utils import is_remote
+
+from pdm_assets.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 
 CHAMPION_ALIAS = "champion"
 CUTOFF_TAG = "cutoff"
@@ -77,13 +81,27 @@ class ModelRegistry(dg.ConfigurableResource):
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=registry_uri)
 
     def log_and_register(
-        self, model: PipelineModel, cutoff: date, dagster_run_id: str, partition: str
+        self,
+        model: PipelineModel,
+        cutoff: date,
+        dagster_run_id: str,
+        partition: str,
+        example_rows: DataFrame,
     ) -> ModelVersion:
-        """Log the fitted pipeline in the active MLflow run and register it as a new version."""
+        """Log the fitted pipeline in the active MLflow run and register it as a new version.
+
+        The signature (feature columns in, prediction out) is inferred from a few of
+        `example_rows`: the Unity Catalog registry refuses models without one.
+        """
         client = self.client()
+        inputs = example_rows.select(*NUMERIC_FEATURES, *CATEGORICAL_FEATURES).limit(5)
+        signature = infer_signature(
+            inputs.toPandas(), model.transform(inputs).select("prediction").toPandas()
+        )
         info = mlflow.spark.log_model(
             model,
             artifact_path="model",
+            signature=signature,
             registered_model_name=self.model_name,
             # Without explicit requirements MLflow spends ~20 s inferring them.
             pip_requirements=[f"pyspark=={pyspark.__version__}"],

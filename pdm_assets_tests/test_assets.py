@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from pdm_assets.automation import OUTCOMES_JOB
 from pdm_assets.definitions import INGEST_JOB, SCORE_JOB, TRAIN_JOB, build_definitions
+from pdm_assets.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from pdm_assets.registry import CHAMPION_ALIAS
 from pdm_assets.settings import Settings, load_settings
 from pdm_assets.storage import Warehouse
@@ -154,6 +155,11 @@ def test_model_is_registered_tagged_and_champion(graph: Graph, trained) -> None:
     assert run.info.artifact_uri.startswith(graph.settings.mlflow_artifacts.as_uri())
     assert not Path("mlruns").exists()
     mlflow.set_tracking_uri(graph.settings.mlflow_tracking_uri)
+    # A signature, which the Unity Catalog registry requires: the features in, the class out.
+    signature = mlflow.models.get_model_info(f"models:/{version.name}/{version.version}").signature
+    assert signature is not None
+    assert signature.inputs.input_names() == [*NUMERIC_FEATURES, *CATEGORICAL_FEATURES]
+    assert signature.outputs.input_names() == ["prediction"]
 
 
 def test_scores_cover_every_feature_row_with_probabilities(graph: Graph, trained, spark) -> None:

@@ -169,7 +169,9 @@ def build_model_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
             }
             | {"train_rows": train_rows, "validation_rows": validation_rows}
         )
-        version = model_registry.log_and_register(model, cutoff.date(), context.run_id, partition)
+        version = model_registry.log_and_register(
+            model, cutoff.date(), context.run_id, partition, example_rows=validation
+        )
         champion = model_registry.champion()
         champion_metrics = (
             training.component_metrics(
