@@ -56,8 +56,6 @@ class Workspace:
             asset_selection=[dg.AssetKey(asset) for asset in assets],
             raise_on_error=False,
         ) as result:
-            # Read everything while the result's job is still open.
-            result.all_events  # noqa: B018
             return result
 
     def failure_messages(self, result: dg.ExecutionResult) -> str:
