@@ -50,6 +50,16 @@ def raw_source(settings: Settings) -> RawSource:
     )
 
 
+def mlflow_resource(settings: Settings, artifacts_under_home: bool) -> dg.ResourceDefinition:
+    config = {
+        "experiment_name": settings.mlflow_experiment,
+        "mlflow_tracking_uri": settings.mlflow_tracking_uri,
+    }
+    if artifacts_under_home:
+        config["artifact_location"] = settings.mlflow_artifacts.as_uri()
+    return mlflow_tracking_resource.configured(config)
+
+
 def local_resources(settings: Settings) -> dict[str, object]:
     """Spark in the run's process; everything under the project home."""
     spark = SparkResource(master=settings.spark_master, conf=settings.spark_conf)
@@ -61,13 +71,7 @@ def local_resources(settings: Settings) -> dict[str, object]:
         "warehouse": warehouse,
         "warehouse_io_manager": SparkParquetIOManager(warehouse_resource=warehouse, spark=spark),
         "source": raw_source(settings),
-        "mlflow": mlflow_tracking_resource.configured(
-            {
-                "experiment_name": settings.mlflow_experiment,
-                "mlflow_tracking_uri": settings.mlflow_tracking_uri,
-                "artifact_location": settings.mlflow_artifacts.as_uri(),
-            }
-        ),
+        "mlflow": mlflow_resource(settings, artifacts_under_home=True),
         "model_registry": ModelRegistry(
             tracking_uri=settings.mlflow_tracking_uri,
             registry_uri=settings.mlflow_registry_uri,
@@ -88,12 +92,7 @@ def databricks_resources(settings: Settings) -> dict[str, object]:
     resources = local_resources(settings)
     resources["step_launcher"] = step_launcher_resource(settings)
     # The workspace stores the experiment's artefacts itself.
-    resources["mlflow"] = mlflow_tracking_resource.configured(
-        {
-            "experiment_name": settings.mlflow_experiment,
-            "mlflow_tracking_uri": settings.mlflow_tracking_uri,
-        }
-    )
+    resources["mlflow"] = mlflow_resource(settings, artifacts_under_home=False)
     return resources
 
 

@@ -66,6 +66,22 @@ class DatasetStore(Protocol):
     def read_table(self, spark: SparkSession, dataset: str) -> DataFrame: ...
 
 
+def rows_in_window(frame: DataFrame, window: Window) -> DataFrame:
+    """The rows of a date-partitioned frame whose `date` lies in `window` (prunes partitions)."""
+    return frame.where(
+        (F.col(DATE_COLUMN) >= F.lit(window.start.date()))
+        & (F.col(DATE_COLUMN) < F.lit(window.end.date()))
+    )
+
+
+def read_all(store: DatasetStore, spark: SparkSession, dataset: str) -> DataFrame:
+    """Every row of a dataset of any store, partitioned or not."""
+    dates = store.partition_dates(dataset)
+    if not dates:
+        return store.read_table(spark, dataset)
+    return store.read_window(spark, dataset, Window.of_days(dates[0], dates[-1] + _ONE_DAY))
+
+
 def _link_name(day: date) -> str:
     return f"{DATE_COLUMN}={day.isoformat()}"
 
@@ -153,18 +169,10 @@ class Warehouse:
                 f"dataset '{dataset}' has no materialised partition under {path}; "
                 "materialise the upstream asset first"
             )
-        frame = spark.read.option("basePath", str(path)).parquet(str(path))
-        return frame.where(
-            (F.col(DATE_COLUMN) >= F.lit(window.start.date()))
-            & (F.col(DATE_COLUMN) < F.lit(window.end.date()))
-        )
+        return rows_in_window(spark.read.option("basePath", str(path)).parquet(str(path)), window)
 
     def read_all(self, spark: SparkSession, dataset: str) -> DataFrame:
-        """Every row of a dataset, partitioned or not."""
-        dates = self.partition_dates(dataset)
-        if not dates:
-            return self.read_table(spark, dataset)
-        return self.read_window(spark, dataset, Window.of_days(dates[0], dates[-1] + _ONE_DAY))
+        return read_all(self, spark, dataset)
 
     def read_table(self, spark: SparkSession, dataset: str) -> DataFrame:
         path = self.dataset_path(dataset) / UNPARTITIONED

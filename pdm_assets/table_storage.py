@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
@@ -27,7 +27,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from pdm_assets.partitions import Window
-from pdm_assets.storage import DATE_COLUMN, MissingDatasetError
+from pdm_assets.storage import DATE_COLUMN, MissingDatasetError, read_all, rows_in_window
 
 MANIFEST = "_partitions"
 
@@ -142,19 +142,12 @@ class TableWarehouse:
             # Every materialised day was empty, so no data file exists; the manifest has the schema.
             latest = manifest.orderBy(F.col("written_at").desc()).first()
             assert latest is not None
-            schema = StructType.fromJson(_json(latest["schema"]))
+            schema = StructType.fromJson(json.loads(latest["schema"]))
             return spark.createDataFrame([], schema)
-        return rows.where(
-            (F.col(DATE_COLUMN) >= F.lit(window.start.date()))
-            & (F.col(DATE_COLUMN) < F.lit(window.end.date()))
-        )
+        return rows_in_window(rows, window)
 
     def read_all(self, spark: SparkSession, dataset: str) -> DataFrame:
-        dates = self.partition_dates(dataset)
-        if not dates:
-            return self.read_table(spark, dataset)
-        whole = Window.of_days(dates[0], dates[-1] + timedelta(days=1))
-        return self.read_window(spark, dataset, whole)
+        return read_all(self, spark, dataset)
 
     def read_table(self, spark: SparkSession, dataset: str) -> DataFrame:
         rows = self._load(spark, self.dataset_location(dataset))
@@ -164,12 +157,6 @@ class TableWarehouse:
                 f"{self.dataset_location(dataset)}); materialise it first"
             )
         return rows
-
-
-def _json(text: str) -> dict[str, object]:
-    loaded = json.loads(text)
-    assert isinstance(loaded, dict)
-    return loaded
 
 
 def _delete_day_folders(spark: SparkSession, location: str, days: list[date]) -> None:
