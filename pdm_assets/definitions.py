@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 from pdm_assets.assets.features import build_feature_assets
 from pdm_assets.assets.model import build_model_asset
 from pdm_assets.assets.outcomes import build_outcomes_asset
-from pdm_assets.assets.raw import build_raw_assets
+from pdm_assets.assets.raw import ValidationRules, build_raw_assets
 from pdm_assets.assets.scores import build_scores_asset
 from pdm_assets.automation import (
     OUTCOMES_JOB,
@@ -71,6 +71,9 @@ def local_resources(settings: Settings) -> dict[str, object]:
         "warehouse": warehouse,
         "warehouse_io_manager": SparkParquetIOManager(warehouse_resource=warehouse, spark=spark),
         "source": raw_source(settings),
+        "validation_rules": ValidationRules(
+            sensor_ranges={name: list(bounds) for name, bounds in settings.sensor_ranges.items()}
+        ),
         "mlflow": mlflow_resource(settings, artifacts_under_home=True),
         "model_registry": ModelRegistry(
             tracking_uri=settings.mlflow_tracking_uri,
@@ -121,9 +124,16 @@ def build_jobs() -> list[UnresolvedAssetJobDefinition]:
         dg.define_asset_job(
             SCORING_JOB,
             selection=dg.AssetSelection.assets(
-                *RAW_EVENT_ASSETS, "machine_features", "failure_labels", "machine_scores"
+                "raw_machines",
+                *RAW_EVENT_ASSETS,
+                "machine_features",
+                "failure_labels",
+                "machine_scores",
             ),
-            description="One landed day: raw tables -> features -> labels -> scores.",
+            description=(
+                "One landed day: machines (new ones are registered), raw tables -> features -> "
+                "labels -> scores."
+            ),
         ),
         dg.define_asset_job(
             OUTCOMES_JOB,

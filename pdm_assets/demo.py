@@ -20,10 +20,10 @@ from pyspark.sql import functions as F
 from pdm_assets import training
 from pdm_assets.definitions import INGEST_JOB, SCORE_JOB, TRAIN_JOB, build_definitions
 from pdm_assets.io_manager import open_store
-from pdm_assets.partitions import Window
 from pdm_assets.settings import Settings, load_settings
 from pdm_assets.simulator import FleetSpec, simulate, write_landing
 from pdm_assets.spark import JavaNotFoundError, SparkResource, ensure_java
+from pdm_assets.timewindow import Window, from_spark, timestamp_literal
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
@@ -93,7 +93,7 @@ def holdout_report(
     metrics = training.component_metrics(joined)
     last_time = scores.agg(F.max("datetime")).first()[0]  # type: ignore[index]
     riskiest = (
-        scores.where(F.col("datetime") == F.lit(last_time))
+        scores.where(F.col("datetime") == timestamp_literal(from_spark(last_time)))
         .orderBy(F.col("failure_probability").desc(), "machine_id")
         .limit(top)
         .collect()
@@ -101,7 +101,7 @@ def holdout_report(
     at_risk = [
         {
             "machine_id": row["machine_id"],
-            "datetime": row["datetime"],
+            "datetime": from_spark(row["datetime"]),
             "predicted_component": row["predicted_component"],
             "failure_probability": row["failure_probability"],
         }

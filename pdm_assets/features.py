@@ -12,10 +12,13 @@ from datetime import datetime
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from pdm_assets.timewindow import Window
 from pdm_assets.validation import COMPONENTS, ERROR_TYPES, SENSORS
 
 CADENCE_HOURS = 12
 TELEMETRY_WINDOWS_HOURS = (12, 24, 36)
+# Observations this close to the start of all telemetry cannot have full windows.
+WARM_UP_HOURS = max(TELEMETRY_WINDOWS_HOURS)
 ERROR_WINDOW_HOURS = 24
 SECONDS_PER_HOUR = 3600
 
@@ -67,7 +70,7 @@ def _candidate_times(frame: DataFrame, reach_hours: int, cadence_hours: int) -> 
 
 
 def _in_range(frame: DataFrame, start: datetime, end: datetime) -> DataFrame:
-    return frame.where((F.col("obs_time") >= F.lit(start)) & (F.col("obs_time") < F.lit(end)))
+    return frame.where(Window(start, end).contains("obs_time"))
 
 
 def telemetry_features(

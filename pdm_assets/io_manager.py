@@ -6,11 +6,12 @@ import dagster as dg
 from pydantic import Field
 from pyspark.sql import DataFrame
 
-from pdm_assets.partitions import Window
+from pdm_assets.partitions import partition_window
 from pdm_assets.settings import is_uri
 from pdm_assets.spark import SparkResource
 from pdm_assets.storage import DatasetStore, Warehouse
 from pdm_assets.table_storage import TableWarehouse
+from pdm_assets.timewindow import Window, day_ranges
 
 
 def open_store(root: str, table_format: str = "parquet") -> DatasetStore:
@@ -19,6 +20,33 @@ def open_store(root: str, table_format: str = "parquet") -> DatasetStore:
     if is_uri(root):
         return TableWarehouse(root, table_format)
     return Warehouse(Path(root))
+
+
+# Input metadata: this input may read a window with days not materialised (labels look ahead at
+# failures that have not happened yet, and mark those rows censored instead).
+ALLOW_MISSING_PARTITIONS = "pdm/allow_missing_partitions"
+
+
+def require_every_day(store: DatasetStore, dataset: str, window: Window) -> None:
+    """Refuse to read a window of an upstream dataset that has holes.
+
+    A lookback with a missing day gives features computed on short windows and "days since
+    replacement" without the missing replacements, all without an error; so the step fails
+    instead, naming the days to materialise first. Dagster clips the window at the first
+    partition, so history before PDM_PARTITIONS_START is never asked for.
+    """
+    materialised = set(store.partition_dates(dataset))
+    missing = [day for day in window.days if day not in materialised]
+    if missing:
+        raise dg.Failure(
+            description=(
+                f"{dataset} lacks {len(missing)} of the {len(window.days)} days this step reads "
+                f"({window.label()}): {day_ranges(missing)}. A lookback with holes would give "
+                f"wrong values silently; materialise those days first (e.g. ingest_job for "
+                f"{missing[0]} .. {missing[-1]}), then run this step again."
+            ),
+            metadata={"missing_days": dg.MetadataValue.json([str(day) for day in missing])},
+        )
 
 
 def _dataset_name(asset_key: dg.AssetKey) -> str:
@@ -62,7 +90,7 @@ class SparkParquetIOManager(dg.ConfigurableIOManager):
         dataset = _dataset_name(context.asset_key)
         path = self.warehouse.dataset_location(dataset)
         if context.has_asset_partitions:
-            window = Window.from_dagster(context.asset_partitions_time_window)
+            window = partition_window(context.asset_partitions_time_window)
             counts = self.warehouse.write_partitions(dataset, obj, window)
             context.add_output_metadata(
                 {
@@ -82,6 +110,8 @@ class SparkParquetIOManager(dg.ConfigurableIOManager):
         dataset = _dataset_name(upstream.asset_key)
         session = self.spark.get_session()
         if context.has_asset_partitions:
-            window = Window.from_dagster(context.asset_partitions_time_window)
+            window = partition_window(context.asset_partitions_time_window)
+            if not context.definition_metadata.get(ALLOW_MISSING_PARTITIONS):
+                require_every_day(self.warehouse, dataset, window)
             return self.warehouse.read_window(session, dataset, window)
         return self.warehouse.read_table(session, dataset)

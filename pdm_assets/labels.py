@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from pdm_assets.timewindow import timestamp_literal
 from pdm_assets.validation import COMPONENTS
 
 FAILS_COLUMNS = [f"fails_comp{component}" for component in range(1, COMPONENTS + 1)]
@@ -64,7 +65,7 @@ def compute(
         (F.unix_timestamp("_first_failure") - F.unix_timestamp("datetime")) / F.lit(3600.0)
     ).alias("hours_to_failure")
     last_uncensored = failures_known_until - timedelta(hours=horizon_hours)
-    censored = (F.col("datetime") > F.lit(last_uncensored)).alias("censored")
+    censored = (F.col("datetime") > timestamp_literal(last_uncensored)).alias("censored")
     return grouped.select(
         "machine_id",
         "datetime",

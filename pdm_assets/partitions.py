@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 
 import dagster as dg
 
 from pdm_assets.settings import Settings
+from pdm_assets.timewindow import Window
 
 # Replacement history reaches back to the first partition: a mapping this wide is clipped at the
 # partitions start, so it reads "every partition up to and including this one". Offsets count
@@ -61,11 +62,12 @@ def build_partitions(settings: Settings) -> GraphPartitions:
     end = settings.partitions_end.isoformat()
     return GraphPartitions(
         daily=dg.DailyPartitionsDefinition(start_date=start, end_date=end, timezone="UTC"),
-        # The model of month M only needs days before M, so the month of the last day exists
-        # even when the daily partitions end in the middle of it.
+        # The model of month M only needs days before M: every month whose first day is at or
+        # before PDM_PARTITIONS_END (exclusive end of the days) can be trained, including the
+        # month that begins on that very day.
         monthly=dg.MonthlyPartitionsDefinition(
             start_date=_first_of_month(settings.partitions_start).isoformat(),
-            end_date=_next_month(settings.partitions_end - timedelta(days=1)).isoformat(),
+            end_date=_next_month(settings.partitions_end).isoformat(),
             # ... and in live operation the month that has just begun is a partition too.
             end_offset=1,
             timezone="UTC",
@@ -82,28 +84,6 @@ def _next_month(day: date) -> date:
     return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
 
 
-@dataclass(frozen=True)
-class Window:
-    """A half-open UTC time range [start, end) of whole days, naive datetimes in UTC."""
-
-    start: datetime
-    end: datetime
-
-    @classmethod
-    def of_days(cls, first: date, last_exclusive: date) -> Window:
-        return cls(datetime.combine(first, time()), datetime.combine(last_exclusive, time()))
-
-    @classmethod
-    def from_dagster(cls, window: dg.TimeWindow) -> Window:
-        return cls(_naive_utc(window.start), _naive_utc(window.end))
-
-    @property
-    def days(self) -> list[date]:
-        count = (self.end - self.start).days
-        return [self.start.date() + timedelta(days=offset) for offset in range(count)]
-
-
-def _naive_utc(moment: datetime) -> datetime:
-    if moment.tzinfo is None:
-        return moment
-    return (moment - (moment.utcoffset() or timedelta(0))).replace(tzinfo=None)
+def partition_window(time_window: dg.TimeWindow) -> Window:
+    """The UTC window of a Dagster partition time window (whatever zone Dagster reports it in)."""
+    return Window(time_window.start, time_window.end)

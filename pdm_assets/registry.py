@@ -136,6 +136,17 @@ class ModelRegistry(dg.ConfigurableResource):
                 raise TimeoutError(f"{self.model_name} v{version} not READY after timeout")
             time.sleep(1.0)
 
+    def publish(self, version: str, passed: bool) -> None:
+        """Record the gate's verdict on `version`, then, if it passed, make it the champion.
+
+        The tag goes first and the alias last: a run killed in between leaves a version tagged
+        as passed (scoring may use it) and the previous champion, never a champion whose tag
+        says nothing.
+        """
+        self.tag_gate(version, passed)
+        if passed:
+            self.promote(version)
+
     def promote(self, version: str) -> None:
         """Point the champion alias at `version`; only READY versions can be promoted."""
         client = self.client()

@@ -51,6 +51,33 @@ def _env_date(name: str, default: str) -> date:
         raise ValueError(f"{name} must be a date YYYY-MM-DD, got {raw!r}") from error
 
 
+def _sensor_ranges(raw: str) -> dict[str, tuple[float, float]]:
+    """PDM_SENSOR_RANGES: JSON {"volt": [low, high], ...} over the defaults of validation.py."""
+    # Imported here: validation imports pyspark, and the Makefile reads settings without it.
+    from pdm_assets.validation import SENSOR_RANGES
+
+    problem = f'PDM_SENSOR_RANGES must be JSON like {{"volt": [0, 500]}}, got {raw!r}'
+    try:
+        given = json.loads(raw)
+    except ValueError as error:
+        raise ValueError(problem) from error
+    if not isinstance(given, dict):
+        raise ValueError(problem)
+    ranges = dict(SENSOR_RANGES)
+    for sensor, bounds in given.items():
+        if sensor not in SENSOR_RANGES:
+            raise ValueError(f"PDM_SENSOR_RANGES: unknown sensor {sensor!r}; one of {list(ranges)}")
+        if (
+            not isinstance(bounds, list)
+            or len(bounds) != 2
+            or not all(isinstance(b, int | float) for b in bounds)
+            or bounds[0] > bounds[1]
+        ):
+            raise ValueError(f"PDM_SENSOR_RANGES[{sensor!r}] must be [low, high], got {bounds!r}")
+        ranges[sensor] = (float(bounds[0]), float(bounds[1]))
+    return ranges
+
+
 @dataclass(frozen=True)
 class Settings:
     """A snapshot of the environment, taken once where the definitions are built."""
@@ -73,6 +100,7 @@ class Settings:
     mlflow_registry_uri: str
     mlflow_experiment: str
     model_name: str
+    sensor_ranges: dict[str, tuple[float, float]]
 
     @property
     def warehouse(self) -> str:
@@ -152,6 +180,7 @@ def load_settings() -> Settings:
             f"PDM_SPARK_CONF must be a JSON object of Spark settings, got {spark_conf_raw!r}"
         ) from error
     return Settings(
+        sensor_ranges=_sensor_ranges(_env("PDM_SENSOR_RANGES", "{}")),
         environment=environment,
         home=home,
         partitions_start=start,

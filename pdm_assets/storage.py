@@ -11,15 +11,26 @@ one rename(2), which is atomic: a reader sees the old rows or the new ones, neve
 run killed while writing leaves the old version in place. Spark skips `_`-prefixed folders when it
 discovers partitions, so versions are invisible to readers. Reading a window of days is a single
 filtered read of the dataset root, which Spark prunes to the matching `date=` folders.
+
+Writers of one dataset take turns: each write holds an exclusive lock on `<dataset>/_writer.lock`
+(flock(2), released by the kernel when its process dies, even by kill -9). Two runs writing the
+same partitions at once therefore replace them one whole window after the other, and the one
+that waited says so in its log. Holding the lock, a writer knows that no other write of the
+dataset is in progress, so it sweeps what a killed writer left: `_staging-*` folders and versions
+no `date=` link points at. A crash leaves at most one staged copy of the window it was writing,
+until the next write of that dataset.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -31,7 +42,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_schema
 
-from pdm_assets.partitions import Window
+from pdm_assets.timewindow import Window
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +50,9 @@ DATE_COLUMN = "date"
 VERSIONS = "_versions"
 UNPARTITIONED = "current"
 _ONE_DAY = timedelta(days=1)
-ORPHAN_AGE_SECONDS = 3600
+LOCK_FILE = "_writer.lock"
+STAGING_PREFIX = "_staging-"
+LOCK_TIMEOUT_SECONDS = 6 * 3600
 
 
 class MissingDatasetError(LookupError):
@@ -118,9 +131,13 @@ class Warehouse:
         """
         if DATE_COLUMN not in frame.columns:
             raise ValueError(f"{dataset}: a partitioned dataset needs a '{DATE_COLUMN}' column")
+        with self.writer_lock(dataset):
+            return self._write_partitions(dataset, frame, window)
+
+    def _write_partitions(self, dataset: str, frame: DataFrame, window: Window) -> dict[date, int]:
         days = window.days
         dataset_path = self.dataset_path(dataset)
-        staging = dataset_path / VERSIONS / f"_staging-{uuid.uuid4().hex}"
+        staging = dataset_path / VERSIONS / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
         frame.write.partitionBy(DATE_COLUMN).parquet(str(staging))
         # Spark wrote one folder per date it saw; a folder outside the window (or the folder of
         # null dates) holds rows that no partition of this run would keep.
@@ -156,10 +173,29 @@ class Warehouse:
     def write_table(self, dataset: str, frame: DataFrame) -> int:
         """Replace an unpartitioned dataset atomically; returns its row count."""
         dataset_path = self.dataset_path(dataset)
-        version = dataset_path / VERSIONS / UNPARTITIONED / uuid.uuid4().hex
-        frame.write.parquet(str(version))
-        self._swap_link(dataset_path, UNPARTITIONED, version)
-        return _parquet_rows(version)
+        with self.writer_lock(dataset):
+            version = dataset_path / VERSIONS / UNPARTITIONED / uuid.uuid4().hex
+            frame.write.parquet(str(version))
+            self._swap_link(dataset_path, UNPARTITIONED, version)
+            return _parquet_rows(version)
+
+    @contextmanager
+    def writer_lock(
+        self, dataset: str, timeout_seconds: float = LOCK_TIMEOUT_SECONDS
+    ) -> Iterator[None]:
+        """Hold the dataset's writer lock; wait (and say so) while another writer holds it.
+
+        Once held, whatever a dead writer left behind is swept.
+        """
+        dataset_path = self.dataset_path(dataset)
+        dataset_path.mkdir(parents=True, exist_ok=True)
+        with open(dataset_path / LOCK_FILE, "a+") as handle:
+            _acquire(handle.fileno(), dataset, timeout_seconds)
+            try:
+                _sweep_dead_writers(dataset_path)
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     def read_window(self, spark: SparkSession, dataset: str, window: Window) -> DataFrame:
         """All rows of the days in `window`, as one read pruned to those `date=` folders."""
@@ -195,19 +231,66 @@ class Warehouse:
             # A reader that listed the old version a moment ago may still be opening its files;
             # losing that read is preferable to keeping every old version forever.
             shutil.rmtree(previous, ignore_errors=True)
-        _remove_orphans(version.parent, keep=version.name)
 
 
-def _remove_orphans(versions_dir: Path, keep: str) -> None:
-    """Versions left by runs killed before their swap: nothing points at them.
+def _acquire(descriptor: int, dataset: str, timeout_seconds: float) -> None:
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        log.warning("%s: another run is writing this dataset; waiting for it to finish", dataset)
+    started = time.monotonic()
+    while True:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if time.monotonic() - started > timeout_seconds:
+                raise TimeoutError(
+                    f"{dataset}: another writer held its lock for over {timeout_seconds:.0f} s"
+                ) from None
+            time.sleep(0.2)
+            continue
+        log.warning(
+            "%s: waited %.1f s for another run's write; this run's rows now replace its rows "
+            "for the days both wrote",
+            dataset,
+            time.monotonic() - started,
+        )
+        return
 
-    Only versions older than ORPHAN_AGE_SECONDS go: a younger one may belong to another run
-    writing the same partition right now, which is about to swap its link to it.
-    """
-    cutoff = time.time() - ORPHAN_AGE_SECONDS
-    for entry in versions_dir.iterdir():
-        if entry.name != keep and entry.stat().st_mtime < cutoff:
-            shutil.rmtree(entry, ignore_errors=True)
+
+def _sweep_dead_writers(dataset_path: Path) -> list[Path]:
+    """Remove what writers killed mid-write left: staging folders, versions that no link points
+    at, half-made links. Only called under the writer lock, so no live writer owns them."""
+    linked = {
+        entry.resolve()
+        for entry in dataset_path.iterdir()
+        if entry.is_symlink() and not entry.name.startswith(".")
+    }
+    swept: list[Path] = []
+    for entry in dataset_path.iterdir():
+        if entry.name.startswith(".") and entry.is_symlink():
+            entry.unlink(missing_ok=True)
+            swept.append(entry)
+    versions = dataset_path / VERSIONS
+    if versions.is_dir():
+        for folder in versions.iterdir():
+            if folder.name.startswith(STAGING_PREFIX):
+                candidates = [folder]
+            elif folder.is_dir():
+                candidates = [v for v in folder.iterdir() if v.resolve() not in linked]
+            else:
+                candidates = []
+            for candidate in candidates:
+                shutil.rmtree(candidate, ignore_errors=True)
+                swept.append(candidate)
+    if swept:
+        log.warning(
+            "%s: removed %d folders left by a writer that died mid-write",
+            dataset_path.name,
+            len(swept),
+        )
+    return swept
 
 
 def _write_empty_parquet(folder: Path, schema: pa.Schema) -> None:

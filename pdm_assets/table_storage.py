@@ -26,8 +26,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from pdm_assets.partitions import Window
 from pdm_assets.storage import DATE_COLUMN, MissingDatasetError, read_all, rows_in_window
+from pdm_assets.timewindow import Window
 
 MANIFEST = "_partitions"
 

@@ -19,6 +19,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from pdm_assets.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from pdm_assets.timewindow import timestamp_literal
 from pdm_assets.validation import COMPONENTS
 
 CLASSES = COMPONENTS + 1  # 0 = no failure within the horizon
@@ -47,7 +48,9 @@ def training_rows(
     """Feature rows with known labels: t + H <= cutoff and not censored."""
     last_observation = cutoff - timedelta(hours=horizon_hours)
     joined = features.drop("date").join(labels.drop("date"), ["machine_id", "datetime"], "inner")
-    return joined.where((F.col("datetime") <= F.lit(last_observation)) & ~F.col("censored"))
+    return joined.where(
+        (F.col("datetime") <= timestamp_literal(last_observation)) & ~F.col("censored")
+    )
 
 
 def temporal_split(
@@ -62,9 +65,10 @@ def temporal_split(
     validation_end = cutoff - horizon
     validation_start = validation_end - timedelta(days=validation_days)
     validation = rows.where(
-        (F.col("datetime") > F.lit(validation_start)) & (F.col("datetime") <= F.lit(validation_end))
+        (F.col("datetime") > timestamp_literal(validation_start))
+        & (F.col("datetime") <= timestamp_literal(validation_end))
     )
-    train = rows.where(F.col("datetime") <= F.lit(validation_start - horizon))
+    train = rows.where(F.col("datetime") <= timestamp_literal(validation_start - horizon))
     return train, validation
 
 

@@ -1,25 +1,52 @@
 """Typing and validation of raw rows: every row is either typed and kept, or quarantined.
 
-A quarantined row keeps its original text and the first reason it failed, so nothing is lost
-and nothing is silently repaired. Exact duplicates keep one copy; rows that disagree about the
-same key (two different readings for one machine and hour) are all quarantined, since there is no
-way to tell which one is right.
+A quarantined row keeps its original text, its file and line, and the first reason it failed,
+so nothing is lost and nothing is silently repaired. Exact duplicates keep one copy; rows that
+disagree about the same key (two different readings for one machine and hour) are all
+quarantined, since there is no way to tell which one is right.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import datetime
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from pdm_assets.partitions import Window as TimeWindow
+from pdm_assets.timewindow import Window as TimeWindow
+from pdm_assets.timewindow import timestamp_literal
 
 DATETIME_FORMAT = "yyyy-MM-dd HH:mm:ss"
 SENSORS = ("volt", "rotate", "pressure", "vibration")
 ERROR_TYPES = 5
 COMPONENTS = 4
+
+# Physical ranges of the hourly sensor means, far outside anything the public data (volt 97-255,
+# rotate 138-695, pressure 51-186, vibration 14-76) or the simulator produce, so that only
+# impossible values (a -99999 "no reading" code, a unit mix-up) are quarantined.
+# PDM_SENSOR_RANGES overrides them.
+SENSOR_RANGES: dict[str, tuple[float, float]] = {
+    "volt": (0.0, 500.0),
+    "rotate": (0.0, 2000.0),
+    "pressure": (0.0, 500.0),
+    "vibration": (0.0, 200.0),
+}
+
+Check = tuple[Column, str | Column]
+
+
+def parse_datetime(text: Column) -> Column:
+    """'YYYY-MM-DD HH:MM:SS' in UTC, surrounding spaces and a one-digit hour allowed; else null.
+
+    A time-zone suffix or any other layout stays null, so the row is quarantined, not guessed.
+    """
+    trimmed = F.trim(text)
+    return F.coalesce(
+        F.try_to_timestamp(trimmed, F.lit(DATETIME_FORMAT)),
+        F.try_to_timestamp(trimmed, F.lit("yyyy-MM-dd H:mm:ss")),
+    )
 
 
 @dataclass
@@ -49,10 +76,33 @@ def _code(column: str, prefix: str, count: int) -> Column:
 
 
 def _raw_text(frame: DataFrame) -> Column:
+    if "raw" in frame.columns:
+        return F.col("raw")
     return F.to_json(F.struct(*[F.col(name) for name in frame.columns]))
 
 
-def _first_failed(checks: list[tuple[Column, str]]) -> Column:
+def _provenance(frame: DataFrame) -> list[Column]:
+    """File and line of each row, field counts; null for frames not read from files."""
+    types = {"source_file": "string", "line": "int", "field_count": "int", "header_fields": "int"}
+    return [
+        (F.col(name) if name in frame.columns else F.lit(None)).cast(kind).alias(f"_{name}")
+        for name, kind in types.items()
+    ]
+
+
+def _field_count_check() -> Check:
+    """Columns need a live session, so the check is built when a frame is validated."""
+    return (
+        F.col("_field_count") != F.col("_header_fields"),
+        F.format_string(
+            "%d fields where the header has %d (a decimal comma or a stray or missing separator)",
+            F.col("_field_count"),
+            F.col("_header_fields"),
+        ),
+    )
+
+
+def _first_failed(checks: list[Check]) -> Column:
     reason: Column | None = None
     for failed, message in checks:
         reason = F.when(failed, message) if reason is None else reason.when(failed, message)
@@ -64,19 +114,25 @@ def _split(
     frame: DataFrame,
     table: str,
     typed: dict[str, Column],
-    checks: list[tuple[Column, str]],
+    checks: list[Check],
     key: tuple[str, ...],
     partition_date: Column | None,
+    known_machines: DataFrame | None = None,
 ) -> Validated:
     """Type the columns, give each row its first failed check, and handle duplicates by key.
 
     `typed` expressions read the source columns; `checks` and `partition_date` read the typed ones.
+    With `known_machines`, `_known_machine` is true for rows whose machine_id is among them.
     """
     staged = frame.select(
         _raw_text(frame).alias("raw"),
+        *_provenance(frame),
         *[expression.alias(name) for name, expression in typed.items()],
     )
-    staged = staged.withColumn("reason", _first_failed(checks))
+    if known_machines is not None:
+        known = known_machines.select("machine_id", F.lit(True).alias("_known_machine"))
+        staged = staged.join(F.broadcast(known.distinct()), "machine_id", "left")
+    staged = staged.withColumn("reason", _first_failed([_field_count_check(), *checks]))
     staged = staged.withColumn(
         "date", partition_date if partition_date is not None else F.lit(None).cast("date")
     )
@@ -93,6 +149,8 @@ def _split(
     checked = checked.withColumn("reason", duplicate_reason).drop(
         "_signature", "_variants", "_copy"
     )
+    staged = staged.drop("_known_machine")
+    checked = checked.drop("_known_machine")
     # Computed once: the quarantine and the typed rows are both written from this result, and
     # reading and checking the source files twice would double the cost of ingest.
     every_row = (
@@ -102,21 +160,36 @@ def _split(
     return Validated(
         valid=every_row.where(F.col("reason").isNull()).select(*kept_columns),
         quarantine=every_row.where(F.col("reason").isNotNull()).select(
-            F.lit(table).alias("table"), "reason", "raw", "date"
+            F.lit(table).alias("table"),
+            "reason",
+            "raw",
+            F.col("_source_file").alias("source_file"),
+            F.col("_line").alias("line"),
+            "date",
         ),
     )
 
 
+AFTER_LAST_PARTITION = (
+    "datetime after the last daily partition (PDM_PARTITIONS_END); extend the partitions to "
+    "ingest it"
+)
+
+
 def _event_time_checks(
-    moment: Column, window: TimeWindow, history_before: date | None, whole_hour: bool
-) -> list[tuple[Column, str]]:
-    in_window = (moment >= F.lit(window.start)) & (moment < F.lit(window.end))
+    moment: Column,
+    window: TimeWindow,
+    history_before: datetime | None,
+    rows_after_end: bool,
+    whole_hour: bool,
+) -> list[Check]:
+    in_window = window.contains(moment)
     if history_before is not None:
-        in_window = in_window | (moment < F.lit(history_before))
-    checks = [
-        (moment.isNull(), "datetime is missing or not 'YYYY-MM-DD HH:MM:SS'"),
-        (~in_window, "datetime outside the day being ingested"),
-    ]
+        in_window = in_window | (moment < timestamp_literal(history_before))
+    checks: list[Check] = [(moment.isNull(), "datetime is missing or not 'YYYY-MM-DD HH:MM:SS'")]
+    if rows_after_end:
+        checks.append((moment >= timestamp_literal(window.end), AFTER_LAST_PARTITION))
+    checks.append((~in_window, "datetime outside the day being ingested"))
     if whole_hour:
         checks.append(
             ((F.minute(moment) != 0) | (F.second(moment) != 0), "datetime is not on the hour")
@@ -125,19 +198,34 @@ def _event_time_checks(
 
 
 def _partition_date(moment: Column, window: TimeWindow) -> Column:
-    """The ingest day of a row: its own day, or the window's first day for history and bad rows."""
-    inside = (moment >= F.lit(window.start)) & (moment < F.lit(window.end))
-    return F.when(inside, F.to_date(moment)).otherwise(F.lit(window.start.date()))
+    """The ingest day of a row: its own day; the window's last day for rows after it, the first
+    day for history and bad rows."""
+    after = moment >= timestamp_literal(window.end)
+    return (
+        F.when(window.contains(moment), F.to_date(moment))
+        .when(after, F.lit(window.days[-1]))
+        .otherwise(F.lit(window.first_day))
+    )
 
 
-def _value_columns(table: str) -> tuple[dict[str, Column], list[tuple[Column, str]]]:
+def _value_columns(
+    table: str, sensor_ranges: Mapping[str, tuple[float, float]]
+) -> tuple[dict[str, Column], list[Check]]:
     """The typed value columns of an event table and the checks on them."""
     if table == "telemetry":
         typed = {sensor: _finite_double(sensor) for sensor in SENSORS}
-        checks = [
+        checks: list[Check] = [
             (F.col(sensor).isNull(), f"{sensor} is missing or not a finite number")
             for sensor in SENSORS
         ]
+        for sensor in SENSORS:
+            low, high = sensor_ranges[sensor]
+            checks.append(
+                (
+                    (F.col(sensor) < F.lit(low)) | (F.col(sensor) > F.lit(high)),
+                    f"{sensor} outside its physical range [{low:g}, {high:g}] (PDM_SENSOR_RANGES)",
+                )
+            )
         return typed, checks
     if table == "errors":
         return (
@@ -172,26 +260,47 @@ EVENT_KEYS = {
 }
 
 
+UNKNOWN_MACHINE = "machineID is not in the machines table (raw_machines)"
+
+
 def validate_events(
-    frame: DataFrame, table: str, window: TimeWindow, history_before: date | None = None
+    frame: DataFrame,
+    table: str,
+    window: TimeWindow,
+    history_before: datetime | None = None,
+    *,
+    rows_after_end: bool = False,
+    machines: DataFrame | None = None,
+    sensor_ranges: Mapping[str, tuple[float, float]] | None = None,
 ) -> Validated:
     """Type and check the rows of one event table read for `window`.
 
-    With `history_before`, rows earlier than that day are history (the maintenance log reaches
-    back before the first partition) and are kept in the window's first day.
+    With `history_before`, rows earlier than that moment are history (the maintenance log reaches
+    back before the first partition) and are kept in the window's first day. With
+    `rows_after_end` (the window ends at the last partition), rows after the window are
+    quarantined with that reason instead of being lost. With `machines`, rows of a machine that
+    is not in it are quarantined.
     """
-    moment = F.try_to_timestamp(F.trim(F.col("datetime")), F.lit(DATETIME_FORMAT))
-    values, value_checks = _value_columns(table)
+    moment = parse_datetime(F.col("datetime"))
+    values, value_checks = _value_columns(table, {**SENSOR_RANGES, **(sensor_ranges or {})})
     typed = {"machine_id": _positive_int("machineID"), "datetime": moment, **values}
     checks = [
         *_event_time_checks(
-            F.col("datetime"), window, history_before, whole_hour=table == "telemetry"
+            F.col("datetime"),
+            window,
+            history_before,
+            rows_after_end,
+            whole_hour=table == "telemetry",
         ),
         (F.col("machine_id").isNull(), "machineID is not a positive integer"),
-        *value_checks,
     ]
+    if machines is not None:
+        checks.append((F.col("_known_machine").isNull(), UNKNOWN_MACHINE))
+    checks.extend(value_checks)
     partition_date = _partition_date(F.col("datetime"), window)
-    return _split(frame, table, typed, checks, EVENT_KEYS[table], partition_date)
+    return _split(
+        frame, table, typed, checks, EVENT_KEYS[table], partition_date, known_machines=machines
+    )
 
 
 def validate_machines(frame: DataFrame) -> Validated:
@@ -201,7 +310,7 @@ def validate_machines(frame: DataFrame) -> Validated:
         "model": F.lower(F.trim(F.col("model"))),
         "age": F.when(age_text.rlike(r"^\d+$"), age_text.try_cast("int")),
     }
-    checks = [
+    checks: list[Check] = [
         (F.col("machine_id").isNull(), "machineID is not a positive integer"),
         (F.col("model").isNull() | (F.col("model") == ""), "model is missing"),
         (F.col("age").isNull(), "age is not a non-negative integer"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import (
@@ -14,7 +14,8 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-ORIGIN = datetime(2015, 1, 1)
+# Aware UTC: PySpark reads a naive datetime in the machine's local zone.
+ORIGIN = datetime(2015, 1, 1, tzinfo=UTC)
 
 TELEMETRY_SCHEMA = StructType(
     [

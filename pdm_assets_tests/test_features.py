@@ -11,6 +11,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from pdm_assets import features
+from pdm_assets.timewindow import from_spark
 from pdm_assets_tests.frames import components, errors, hour, machines, telemetry
 
 T = 48  # 2015-01-03 00:00, an observation time
@@ -18,7 +19,7 @@ T = 48  # 2015-01-03 00:00, an observation time
 
 def _row(frame, machine: int, h: float):
     rows = frame.where(f"machine_id = {machine}").collect()
-    matching = [row for row in rows if row["datetime"] == hour(h)]
+    matching = [row for row in rows if from_spark(row["datetime"]) == hour(h)]
     assert len(matching) == 1, f"expected one row at hour {h}, got {len(matching)}"
     return matching[0]
 
@@ -81,7 +82,7 @@ def test_observation_times_need_telemetry_in_the_last_cadence(spark) -> None:
     # (hours 25..30 fall in (24, 36]), not at 48.
     frame = telemetry(spark, [(2, h, 1.0) for h in range(0, 31)])
     result = features.telemetry_features(frame, hour(0), hour(60))
-    times = sorted(row["datetime"] for row in result.collect())
+    times = sorted(from_spark(row["datetime"]) for row in result.collect())
     assert times == [hour(0), hour(12), hour(24), hour(36)]
 
 
@@ -89,7 +90,7 @@ def test_window_edges_select_the_start_inclusive_and_end_exclusive_observations(
     spark, ramp
 ) -> None:
     result = features.telemetry_features(ramp, hour(24), hour(48))
-    assert sorted(row["datetime"] for row in result.collect()) == [hour(24), hour(36)]
+    assert sorted(from_spark(row["datetime"]) for row in result.collect()) == [hour(24), hour(36)]
 
 
 def test_error_counts_cover_t_minus_24h_exclusive_to_t_inclusive(spark) -> None:
@@ -144,7 +145,7 @@ def test_compute_assembles_one_row_per_observation_with_machine_columns(spark, r
         hour(T + 24),
     )
     rows = result.orderBy("datetime").collect()
-    assert [row["datetime"] for row in rows] == [hour(T), hour(T + 12)]
+    assert [from_spark(row["datetime"]) for row in rows] == [hour(T), hour(T + 12)]
     first = rows[0]
     assert (first["model"], first["age"]) == ("model3", 18)
     assert first["error5_count_24h"] == 1

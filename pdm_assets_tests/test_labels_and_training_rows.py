@@ -10,6 +10,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from pdm_assets import labels, training
+from pdm_assets.timewindow import from_spark
 from pdm_assets_tests.frames import components, hour, observations
 
 H = 168
@@ -75,7 +76,7 @@ def test_no_failure_gives_class_zero(labelled) -> None:
 def test_rows_whose_horizon_reaches_past_the_known_failures_are_censored(spark) -> None:
     obs = observations(spark, [(1, T), (1, T + 12)])
     result = labels.compute(obs, components(spark, []), H, failures_known_until=hour(T + H + 6))
-    censored = {row["datetime"]: row["censored"] for row in result.collect()}
+    censored = {from_spark(row["datetime"]): row["censored"] for row in result.collect()}
     assert censored == {hour(T): False, hour(T + 12): True}
 
 
@@ -91,7 +92,7 @@ def test_training_rows_need_t_plus_h_before_the_cutoff_and_no_censoring(spark) -
     # Machine 2's label is censored by hand: it must be dropped although t + H <= cutoff.
     label_rows = label_rows.withColumn("censored", F.col("censored") | (F.col("machine_id") == 2))
     rows = training.training_rows(feature_rows, label_rows, cutoff, H)
-    kept = sorted((row["machine_id"], row["datetime"]) for row in rows.collect())
+    kept = sorted((row["machine_id"], from_spark(row["datetime"])) for row in rows.collect())
     # t = T + 24 has t + H = cutoff + 12 h > cutoff.
     assert kept == [(1, hour(T)), (1, hour(T + 12))]
 
@@ -101,8 +102,8 @@ def test_temporal_split_leaves_a_horizon_gap_between_train_and_validation(spark)
     obs = observations(spark, [(1, h) for h in range(0, 24 * 40, 12)])
     rows = obs.withColumn("label", F.lit(0))
     train, validation = training.temporal_split(rows, cutoff, H, validation_days=10)
-    validation_times = [row["datetime"] for row in validation.collect()]
-    train_times = [row["datetime"] for row in train.collect()]
+    validation_times = [from_spark(row["datetime"]) for row in validation.collect()]
+    train_times = [from_spark(row["datetime"]) for row in train.collect()]
     # Validation: t in (cutoff - H - 10 d, cutoff - H] = (hour 552, hour 792].
     assert min(validation_times) == hour(564) and max(validation_times) == hour(792)
     # Training labels end before validation starts: t + H <= hour 552, so t <= hour 384.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import time
 from datetime import date
 from pathlib import Path
@@ -11,9 +13,9 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pdm_assets.partitions import Window
 from pdm_assets.storage import MissingDatasetError, Warehouse
 from pdm_assets.table_storage import TableWarehouse
+from pdm_assets.timewindow import Window
 
 
 def _frame(spark: SparkSession, rows: list[tuple[str, int]]) -> DataFrame:
@@ -132,22 +134,73 @@ def test_unpartitioned_tables_are_replaced_whole(spark, tmp_path: Path) -> None:
     assert [row["x"] for row in warehouse.read_table(spark, "m").collect()] == [3]
 
 
-def test_old_orphans_are_swept_but_a_concurrent_writers_version_is_kept(
-    spark, tmp_path: Path
+def _leftovers(dataset: Path) -> list[str]:
+    """Everything of a dataset folder that is neither a live link nor a version one points at."""
+    linked = {
+        entry.resolve()
+        for entry in dataset.iterdir()
+        if entry.is_symlink() and not entry.name.startswith(".")
+    }
+    versions = dataset / "_versions"
+    return sorted(
+        str(path.relative_to(dataset))
+        for folder in versions.iterdir()
+        for path in ([folder] if folder.name.startswith("_staging-") else folder.iterdir())
+        if path.resolve() not in linked
+    ) + sorted(entry.name for entry in dataset.iterdir() if entry.name.startswith("."))
+
+
+def test_what_a_killed_writer_left_is_swept_at_the_next_write(
+    spark, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warehouse = Warehouse(tmp_path)
+    two_days = Window.of_days(date(2015, 1, 1), date(2015, 1, 3))
+    warehouse.write_partitions("t", _frame(spark, [("2015-01-01", 1), ("2015-01-02", 2)]), two_days)
+    dataset = tmp_path / "t"
+    # What kill -9 leaves (no finally block runs): a staged window, a version moved into place
+    # but never linked, a half-made link.
+    (dataset / "_versions" / "_staging-dead" / "date=2015-01-01").mkdir(parents=True)
+    (dataset / "_versions" / "date=2015-01-02" / "dead-version").mkdir()
+    os.symlink("_versions/date=2015-01-02/dead-version", dataset / ".date=2015-01-02.dead")
+    assert len(_leftovers(dataset)) == 3
+
+    # A later write of another day of the same dataset sweeps them all.
+    day3 = Window.of_days(date(2015, 1, 3), date(2015, 1, 4))
+    warehouse.write_partitions("t", _frame(spark, [("2015-01-03", 3)]), day3)
+    assert _leftovers(dataset) == []
+    everything = Window.of_days(date(2015, 1, 1), date(2015, 1, 4))
+    assert _values(warehouse.read_window(spark, "t", everything)) == [
+        ("2015-01-01", 1),
+        ("2015-01-02", 2),
+        ("2015-01-03", 3),
+    ]
+
+
+def test_writers_of_one_dataset_take_turns_and_the_waiting_one_says_so(
+    spark, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     warehouse = Warehouse(tmp_path)
     day = Window.of_days(date(2015, 1, 1), date(2015, 1, 2))
-    versions = tmp_path / "t" / "_versions" / "date=2015-01-01"
-    versions.mkdir(parents=True)
-    killed, concurrent = versions / "killed-run", versions / "other-run"
-    killed.mkdir()
-    concurrent.mkdir()
-    two_hours_ago = time.time() - 2 * 3600
-    os.utime(killed, (two_hours_ago, two_hours_ago))
-    warehouse.write_partitions("t", _frame(spark, [("2015-01-01", 1)]), day)
-    assert not killed.exists()
-    assert concurrent.exists()
-    assert _values(warehouse.read_window(spark, "t", day)) == [("2015-01-01", 1)]
+    holding, released = threading.Event(), threading.Event()
+
+    def other_writer() -> None:
+        with warehouse.writer_lock("t"):
+            holding.set()
+            time.sleep(1.0)
+            released.set()
+
+    thread = threading.Thread(target=other_writer)
+    thread.start()
+    assert holding.wait(10)
+    with caplog.at_level(logging.WARNING, logger="pdm_assets.storage"):
+        warehouse.write_partitions("t", _frame(spark, [("2015-01-01", 5)]), day)
+    # The write could only start after the other writer let go.
+    assert released.is_set()
+    thread.join()
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("another run is writing this dataset; waiting" in m for m in messages)
+    assert any("waited" in m and "replace its rows" in m for m in messages)
+    assert _values(warehouse.read_window(spark, "t", day)) == [("2015-01-01", 5)]
 
 
 # The table warehouse (object stores): exercised here on a file: URI in Parquet, since Delta's

@@ -1,15 +1,17 @@
 """Features and labels: daily, with lookbacks read from earlier raw partitions."""
 
 from collections.abc import Iterator
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 
 import dagster as dg
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from pdm_assets import features, labels
-from pdm_assets.io_manager import WarehouseResource
-from pdm_assets.partitions import GraphPartitions, Window
+from pdm_assets.io_manager import ALLOW_MISSING_PARTITIONS, WarehouseResource
+from pdm_assets.partitions import GraphPartitions, partition_window
 from pdm_assets.spark import StepLauncherParam
+from pdm_assets.timewindow import Window, midnight, timestamp_literal
 
 FEATURES_GROUP = "features"
 
@@ -22,7 +24,9 @@ def build_feature_assets(partitions: GraphPartitions) -> list[dg.AssetsDefinitio
         description=(
             "One row per machine and observation time t (00:00 and 12:00 UTC) with telemetry in "
             "(t-12h, t]: sensor mean/sd over 12/24/36 h, error counts over 24 h, days since "
-            "each component's last replacement (whole history), machine model and age."
+            "each component's last replacement (whole history), machine model and age. "
+            "Refuses to run while a day of its lookback (telemetry 2 days, errors 1 day, "
+            "maintenance and failures since the partitions start) is not materialised."
         ),
         partitions_def=partitions.daily,
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -42,7 +46,9 @@ def build_feature_assets(partitions: GraphPartitions) -> list[dg.AssetsDefinitio
                 description=(
                     "Share of nulls per feature under its threshold: none for means, counts and "
                     "machine columns; some for standard deviations (one reading in a window) "
-                    "and days since replacement (never replaced yet)."
+                    "and days since replacement (never replaced yet). Observations in the first "
+                    "36 h after the partitions start have short windows by definition: their "
+                    "null rates are reported apart, not judged."
                 ),
             )
         ],
@@ -56,7 +62,7 @@ def build_feature_assets(partitions: GraphPartitions) -> list[dg.AssetsDefinitio
         raw_failures: DataFrame,
         raw_machines: DataFrame,
     ) -> Iterator[dg.Output[DataFrame] | dg.AssetCheckResult]:
-        window = Window.from_dagster(context.partition_time_window)
+        window = partition_window(context.partition_time_window)
         rows = features.compute(
             raw_telemetry,
             raw_errors,
@@ -66,12 +72,21 @@ def build_feature_assets(partitions: GraphPartitions) -> list[dg.AssetsDefinitio
             window.start,
             window.end,
         ).localCheckpoint(eager=True)
-        null_rates = features.null_rates(rows)
+        # The first observations after PDM_PARTITIONS_START have short windows by definition
+        # (no telemetry before it); their nulls are reported, not judged.
+        warm_up_end = partitions.daily.start + timedelta(hours=features.WARM_UP_HOURS)
+        judged = rows.where(F.col("datetime") >= timestamp_literal(warm_up_end))
+        null_rates = features.null_rates(judged)
         over = {
             name: rate
             for name, rate in null_rates.items()
             if rate > features.MAX_NULL_RATE.get(name, 0.0)
         }
+        warm_up_rates = (
+            features.null_rates(rows.where(F.col("datetime") < timestamp_literal(warm_up_end)))
+            if window.start < warm_up_end
+            else {}
+        )
         yield dg.Output(
             rows,
             metadata={
@@ -86,6 +101,9 @@ def build_feature_assets(partitions: GraphPartitions) -> list[dg.AssetsDefinitio
                 "over_threshold": dg.MetadataValue.json(over),
                 "null_rates": dg.MetadataValue.json(
                     {name: round(rate, 4) for name, rate in null_rates.items() if rate}
+                ),
+                "warm_up_null_rates_not_judged": dg.MetadataValue.json(
+                    {name: round(rate, 4) for name, rate in warm_up_rates.items() if rate}
                 ),
             },
         )
@@ -103,7 +121,10 @@ def build_feature_assets(partitions: GraphPartitions) -> list[dg.AssetsDefinitio
         kinds={"spark", "parquet"},
         ins={
             "machine_features": dg.AssetIn(),
-            "raw_failures": dg.AssetIn(partition_mapping=partitions.failures_ahead),
+            "raw_failures": dg.AssetIn(
+                partition_mapping=partitions.failures_ahead,
+                metadata={ALLOW_MISSING_PARTITIONS: True},
+            ),
         },
     )
     def failure_labels(
@@ -113,7 +134,7 @@ def build_feature_assets(partitions: GraphPartitions) -> list[dg.AssetsDefinitio
         raw_failures: DataFrame,
         warehouse: WarehouseResource,
     ) -> dg.Output[DataFrame]:
-        window = Window.from_dagster(context.partition_time_window)
+        window = partition_window(context.partition_time_window)
         known_until = failures_known_until(
             warehouse, window, partitions.horizon_days, partitions.daily
         )
@@ -151,4 +172,4 @@ def failures_known_until(
     wanted_end = window.end.date() + timedelta(days=horizon_days)
     while day < wanted_end and day in ingested and day <= last_partition:
         day += timedelta(days=1)
-    return datetime.combine(day, time())
+    return midnight(day)

@@ -12,7 +12,7 @@ from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame
 
 from pdm_assets import plots, training
-from pdm_assets.partitions import GraphPartitions, Window
+from pdm_assets.partitions import GraphPartitions, partition_window
 from pdm_assets.registry import CUTOFF_TAG, PARTITION_TAG, ModelRegistry
 from pdm_assets.spark import StepLauncherParam
 
@@ -124,7 +124,7 @@ def build_model_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
         machine_features: DataFrame,
         failure_labels: DataFrame,
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        cutoff = Window.from_dagster(context.partition_time_window).start
+        cutoff = partition_window(context.partition_time_window).start
         rows = training.training_rows(machine_features, failure_labels, cutoff, horizon_hours)
         rows = rows.cache()
         train, validation = training.temporal_split(
@@ -183,9 +183,7 @@ def build_model_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
         gate = training.quality_gate(
             metrics, champion_metrics, config.min_macro_pr_auc, config.champion_tolerance
         )
-        if gate.passed:
-            model_registry.promote(version.version)
-        model_registry.tag_gate(version.version, gate.passed)
+        model_registry.publish(version.version, gate.passed)
         pictures = model_pictures(validated_model, predictions)
         experiment_id = active.info.experiment_id
         run_id = active.info.run_id

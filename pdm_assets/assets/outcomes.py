@@ -11,9 +11,10 @@ from pyspark.sql import functions as F
 from pdm_assets import monitoring, plots
 from pdm_assets.assets.model import metrics_table
 from pdm_assets.io_manager import WarehouseResource
-from pdm_assets.partitions import GraphPartitions, Window
+from pdm_assets.partitions import GraphPartitions, partition_window
 from pdm_assets.spark import SparkResource, StepLauncherParam
 from pdm_assets.storage import MissingDatasetError
+from pdm_assets.timewindow import Window
 
 MONITORING_GROUP = "monitoring"
 REFERENCE_DAYS = 28
@@ -43,7 +44,7 @@ def build_outcomes_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
         machine_scores: DataFrame,
         failure_labels: DataFrame,
     ) -> dg.Output[DataFrame]:
-        window = Window.from_dagster(context.partition_time_window)
+        window = partition_window(context.partition_time_window)
         session = spark.get_session()
         metrics, rows, censored, alerts = monitoring.realised_quality(
             machine_scores, failure_labels

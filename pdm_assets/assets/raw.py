@@ -4,17 +4,20 @@ from collections import Counter
 from collections.abc import Iterator
 
 import dagster as dg
-from pyspark.sql import DataFrame, SparkSession
+from pydantic import Field
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from pdm_assets.io_manager import WarehouseResource
-from pdm_assets.partitions import GraphPartitions, Window
-from pdm_assets.sources import RawSource
+from pdm_assets.partitions import GraphPartitions, partition_window
+from pdm_assets.raw_text import SourceFormatError
+from pdm_assets.sources import MissingSourceDataError, RawSource
 from pdm_assets.spark import SparkResource, StepLauncherParam
-from pdm_assets.storage import MissingDatasetError
+from pdm_assets.timewindow import Window
 from pdm_assets.validation import (
     EVENT_KEYS,
     EXPECTED_TYPES,
+    SENSOR_RANGES,
     Validated,
     validate_events,
     validate_machines,
@@ -38,6 +41,18 @@ DESCRIPTIONS = {
     ),
     "raw_failures": "Component failures (component 1..4); each is also a replacement.",
 }
+
+
+class ValidationRules(dg.ConfigurableResource):
+    """What raw validation accepts beyond the types: the physical range of each sensor."""
+
+    sensor_ranges: dict[str, list[float]] = Field(
+        default_factory=lambda: {name: list(bounds) for name, bounds in SENSOR_RANGES.items()},
+        description="Sensor -> [lowest, highest] accepted hourly mean; others are quarantined.",
+    )
+
+    def ranges(self) -> dict[str, tuple[float, float]]:
+        return {name: (float(low), float(high)) for name, (low, high) in self.sensor_ranges.items()}
 
 
 def quarantine_dataset(table: str) -> str:
@@ -100,6 +115,8 @@ def build_raw_event_asset(name: str, partitions: GraphPartitions) -> dg.AssetsDe
         io_manager_key="warehouse_io_manager",
         kinds={"spark", "parquet"},
         check_specs=_check_specs(name),
+        # Rows of a machine that is not in the machines table are quarantined.
+        ins={"raw_machines": dg.AssetIn()},
     )
     def raw_event_table(
         context: dg.AssetExecutionContext,
@@ -107,13 +124,31 @@ def build_raw_event_asset(name: str, partitions: GraphPartitions) -> dg.AssetsDe
         spark: SparkResource,
         source: RawSource,
         warehouse: WarehouseResource,
+        validation_rules: ValidationRules,
+        raw_machines: DataFrame,
     ) -> Iterator[dg.Output[DataFrame] | dg.AssetCheckResult]:
-        window = Window.from_dagster(context.partition_time_window)
-        first_partition = window.start.date() == partitions.daily.start.date()
+        window = partition_window(context.partition_time_window)
+        first_partition = window.first_day == partitions.daily.start.date()
+        last_partition = partitions.daily.end is not None and window.end >= partitions.daily.end
         session = spark.get_session()
-        rows = source.read_events(session, table, window, include_history=first_partition)
+        try:
+            rows = source.read_events(
+                session,
+                table,
+                window,
+                include_history=first_partition,
+                include_after=last_partition,
+            )
+        except (MissingSourceDataError, SourceFormatError) as error:
+            raise dg.Failure(description=str(error)) from error
         validated = validate_events(
-            rows, table, window, history_before=window.start.date() if first_partition else None
+            rows,
+            table,
+            window,
+            history_before=window.start if first_partition else None,
+            rows_after_end=last_partition,
+            machines=raw_machines,
+            sensor_ranges=validation_rules.ranges(),
         )
         quarantine = quarantine_dataset(table)
         warehouse.store.write_partitions(quarantine, validated.quarantine, window)
@@ -150,25 +185,17 @@ def build_raw_event_asset(name: str, partitions: GraphPartitions) -> dg.AssetsDe
             metadata={"quarantined_share": share, "threshold": MAX_QUARANTINE_SHARE},
         )
         if name == "raw_telemetry":
-            yield machines_reporting_check(session, warehouse, validated.valid, window)
+            yield machines_reporting_check(raw_machines, validated.valid, window)
 
     return raw_event_table
 
 
 def machines_reporting_check(
-    session: SparkSession, warehouse: WarehouseResource, telemetry: DataFrame, window: Window
+    machines: DataFrame, telemetry: DataFrame, window: Window
 ) -> dg.AssetCheckResult:
     """Known machines without a single telemetry row on some day of the window."""
-    try:
-        machines = warehouse.store.read_table(session, "raw_machines").select("machine_id")
-    except MissingDatasetError:
-        return dg.AssetCheckResult(
-            check_name="every_machine_reporting",
-            passed=False,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"reason": "raw_machines is not materialised yet"},
-        )
-    days = session.createDataFrame([(day,) for day in window.days], "date date")
+    machines = machines.select("machine_id")
+    days = telemetry.sparkSession.createDataFrame([(day,) for day in window.days], "date date")
     reporting = telemetry.select("machine_id", "date").distinct()
     silent = machines.crossJoin(days).join(reporting, ["machine_id", "date"], "left_anti")
     examples = [f"{row['machine_id']}@{row['date']}" for row in silent.limit(20).collect()]
@@ -192,7 +219,10 @@ def raw_machines(
     source: RawSource,
     warehouse: WarehouseResource,
 ) -> dg.Output[DataFrame]:
-    validated = validate_machines(source.read_machines(spark.get_session()))
+    try:
+        validated = validate_machines(source.read_machines(spark.get_session()))
+    except SourceFormatError as error:
+        raise dg.Failure(description=str(error)) from error
     quarantine = quarantine_dataset("machines")
     warehouse.store.write_table(quarantine, validated.quarantine.drop("date"))
     machines = validated.valid

@@ -10,9 +10,10 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from pdm_assets import plots, training
-from pdm_assets.partitions import GraphPartitions, Window
+from pdm_assets.partitions import GraphPartitions, partition_window
 from pdm_assets.registry import ModelRegistry
 from pdm_assets.spark import StepLauncherParam
+from pdm_assets.timewindow import Window
 
 SCORING_GROUP = "scoring"
 _ONE_DAY = timedelta(days=1)
@@ -24,7 +25,7 @@ def months_of(window: Window) -> list[tuple[date, Window]]:
     for day in window.days:
         month = day.replace(day=1)
         if parts and parts[-1][0] == month:
-            parts[-1] = (month, Window.of_days(parts[-1][1].start.date(), day + _ONE_DAY))
+            parts[-1] = (month, Window.of_days(parts[-1][1].first_day, day + _ONE_DAY))
         else:
             parts.append((month, Window.of_days(day, day + _ONE_DAY)))
     return parts
@@ -65,7 +66,7 @@ def build_scores_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
         model_registry: ModelRegistry,
         machine_features: DataFrame,
     ) -> Iterator[dg.Output[DataFrame] | dg.AssetCheckResult | dg.AssetObservation]:
-        window = Window.from_dagster(context.partition_time_window)
+        window = partition_window(context.partition_time_window)
         months = months_of(window)
         versions = {month: model_registry.version_for_cutoff(month) for month, _ in months}
         missing = [month.isoformat() for month, version in versions.items() if version is None]
@@ -99,9 +100,7 @@ def build_scores_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
             version = versions[month]
             assert version is not None
             model = model_registry.load(version.version)
-            features_of_month = machine_features.where(
-                (F.col("datetime") >= F.lit(part.start)) & (F.col("datetime") < F.lit(part.end))
-            )
+            features_of_month = machine_features.where(part.contains("datetime"))
             scored_parts.append(
                 training.predict(model, features_of_month).select(
                     "machine_id",
