@@ -37,7 +37,8 @@ pytest: install
 SETTING = $(BIN)/python -c 'from pdm_assets.settings import load_settings; print(load_settings().$(1))'
 
 ui: install
-	@home=$${DAGSTER_HOME:-$$($(call SETTING,dagster_home))}; mkdir -p "$$home"; \
+	@home=$${DAGSTER_HOME:-$$($(call SETTING,dagster_home))}; \
+		$(BIN)/python -m pdm_assets.instance_config "$$home"; \
 		echo "Dagster UI on http://127.0.0.1:3000 (DAGSTER_HOME=$$home)"; \
 		DAGSTER_HOME="$$home" $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 

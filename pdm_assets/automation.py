@@ -133,10 +133,18 @@ def build_landing_sensor(
             # First tick (or lost cursor): days a bulk backfill already ingested are not news.
             cursor.watermark = max(cursor.watermark, ingested_through(context.instance, first_day))
         scored = context.instance.get_materialized_partitions(dg.AssetKey("machine_scores"))
-        days = new_complete_days(landing_dir, cursor, first_day, date.fromisoformat(last_key))
+        last_day = date.fromisoformat(last_key)
+        days = new_complete_days(landing_dir, cursor, first_day, last_day)
         if not days:
             if warning:
                 return dg.SensorResult(skip_reason=warning, cursor=cursor.serialize())
+            beyond = [day for day in landing.complete_days(landing_dir) if day > last_day]
+            if beyond:
+                return dg.SkipReason(
+                    f"no new complete day in {landing_dir}; {len(beyond)} landed days after the "
+                    f"last partition {last_day} ({beyond[0]} ..) are not ingested: extend "
+                    "PDM_PARTITIONS_END"
+                )
             return dg.SkipReason(f"no new complete day in {landing_dir}")
         requests = []
         for day in days:

@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 
 from pdm_assets import training
 from pdm_assets.definitions import INGEST_JOB, SCORE_JOB, TRAIN_JOB, build_definitions
+from pdm_assets.instance_config import ensure_instance_yaml
 from pdm_assets.io_manager import open_store
 from pdm_assets.settings import Settings, load_settings
 from pdm_assets.simulator import FleetSpec, simulate, write_landing
@@ -174,9 +175,8 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"pdm-demo: {error}\n")
             return 2
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
-    settings.dagster_home.mkdir(parents=True, exist_ok=True)
-    # An empty instance file: the defaults (sqlite under the folder), without Dagster's notice.
-    (settings.dagster_home / "dagster.yaml").touch()
+    # The defaults (sqlite under the folder) plus run monitoring, without Dagster's notice.
+    ensure_instance_yaml(settings.dagster_home)
     demo = plan(settings, args.cutoff)
     defs = build_definitions(settings)
     timings: dict[str, float] = {}

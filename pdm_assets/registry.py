@@ -3,7 +3,7 @@
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 
 import dagster as dg
@@ -146,6 +146,29 @@ class ModelRegistry(dg.ConfigurableResource):
         self.tag_gate(version, passed)
         if passed:
             self.promote(version)
+
+    def end_abandoned_runs(
+        self, experiment_id: str, current_run_id: str, is_finished: Callable[[str], bool]
+    ) -> list[str]:
+        """Mark KILLED the MLflow runs still RUNNING whose Dagster run has ended.
+
+        A step that fails ends its MLflow run (dagster-mlflow's hook), but a run worker killed
+        with -9 cannot; the next training run cleans up after it. `is_finished(dagster_run_id)`
+        says whether that Dagster run is over (or unknown to the instance).
+        """
+        client = self.client()
+        running = client.search_runs(
+            [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=200
+        )
+        ended = []
+        for run in running:
+            dagster_run = run.data.tags.get(DAGSTER_RUN_TAG)
+            if run.info.run_id == current_run_id or dagster_run is None:
+                continue
+            if is_finished(dagster_run):
+                client.set_terminated(run.info.run_id, status="KILLED")
+                ended.append(run.info.run_id)
+        return ended
 
     def promote(self, version: str) -> None:
         """Point the champion alias at `version`; only READY versions can be promoted."""

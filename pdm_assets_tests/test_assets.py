@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
@@ -15,9 +16,10 @@ from mlflow.tracking import MlflowClient
 from pdm_assets.automation import OUTCOMES_JOB
 from pdm_assets.definitions import INGEST_JOB, SCORE_JOB, TRAIN_JOB, build_definitions
 from pdm_assets.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
-from pdm_assets.registry import CHAMPION_ALIAS
+from pdm_assets.registry import CHAMPION_ALIAS, ModelRegistry
 from pdm_assets.settings import Settings, load_settings
 from pdm_assets.storage import Warehouse
+from pdm_assets.timewindow import from_spark
 from pdm_assets.training import PROBABILITY_COLUMNS
 from pdm_assets_tests.conftest import NO_TELEMETRY
 
@@ -104,9 +106,9 @@ def test_features_have_one_row_per_machine_and_observation_time(graph: Graph, sp
 
 def test_labels_are_censored_only_where_failures_are_not_yet_known(graph: Graph, spark) -> None:
     labels = spark.read.parquet(str(graph.warehouse.dataset_path("failure_labels")))
-    censored_times = {row["datetime"] for row in labels.where("censored").collect()}
+    censored_times = {from_spark(row["datetime"]) for row in labels.where("censored").collect()}
     # Failures are known to the end of 2015-02-14: rows with t + 7 d later than that are censored.
-    assert min(censored_times).isoformat() == "2015-02-08T12:00:00"
+    assert min(censored_times).isoformat() == "2015-02-08T12:00:00+00:00"
     assert labels.where("not censored").count() == MACHINES * (DAYS * 2 - 13)
 
 
@@ -227,6 +229,11 @@ def test_model_page_shows_pictures(trained) -> None:
 def test_a_model_failing_its_gate_is_registered_but_not_champion(graph: Graph, trained) -> None:
     client = MlflowClient(tracking_uri=graph.settings.mlflow_tracking_uri)
     champion_before = client.get_model_version_by_alias(graph.settings.model_name, CHAMPION_ALIAS)
+    # An MLflow run left RUNNING by a Dagster run that was killed with -9 (and one of a run the
+    # instance still has in progress would be kept).
+    experiment = client.get_experiment_by_name(graph.settings.mlflow_experiment)
+    assert experiment is not None
+    abandoned = client.create_run(experiment.experiment_id, tags={"dagster_run_id": "killed-run"})
     strict = {**SMALL_MODEL, "min_macro_pr_auc": 1.01}
     result = graph.run(
         TRAIN_JOB,
@@ -244,6 +251,34 @@ def test_a_model_failing_its_gate_is_registered_but_not_champion(graph: Graph, t
     assert version.tags["quality_gate"] == "failed"
     champion_after = client.get_model_version_by_alias(graph.settings.model_name, CHAMPION_ALIAS)
     assert champion_after.version == champion_before.version
+    # The failed step ended its own MLflow run; the next training ended the abandoned one.
+    run = client.get_run(new_version["mlflow_run_id"].value)
+    assert run.info.status == "FAILED"
+    assert client.get_run(abandoned.info.run_id).info.status == "KILLED"
+
+
+def test_a_kill_between_gate_tag_and_alias_leaves_a_usable_version_and_the_old_champion(
+    graph: Graph, trained, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = graph.settings.model_name
+    registry = ModelRegistry(tracking_uri=graph.settings.mlflow_tracking_uri, model_name=name)
+    client = registry.client()
+    champion = client.get_model_version_by_alias(name, CHAMPION_ALIAS)
+    copy = client.create_model_version(name, champion.source, run_id=champion.run_id)
+    client.set_model_version_tag(name, copy.version, "cutoff", "2015-02-01")
+    registry.wait_until_ready(copy.version)
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt("killed before the alias moved")
+
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", killed)
+    with pytest.raises(KeyboardInterrupt):
+        registry.publish(copy.version, passed=True)
+    # The verdict was written first: scoring takes the new version, the champion is unchanged.
+    assert client.get_model_version(name, copy.version).tags["quality_gate"] == "passed"
+    assert client.get_model_version_by_alias(name, CHAMPION_ALIAS).version == champion.version
+    found = registry.version_for_cutoff(date(2015, 2, 1))
+    assert found is not None and found.version == copy.version
 
 
 def test_outcomes_measure_scores_against_known_labels(graph: Graph, trained, spark) -> None:

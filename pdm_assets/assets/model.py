@@ -1,6 +1,7 @@
 """The model: a Spark ML pipeline per monthly cutoff, tracked and registered in MLflow."""
 
 from collections.abc import Iterator
+from functools import partial
 from typing import Literal
 
 import dagster as dg
@@ -150,6 +151,11 @@ def build_model_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
 
         active = active_run()
         assert active is not None, "the mlflow resource starts a run for every Dagster run"
+        abandoned = model_registry.end_abandoned_runs(
+            active.info.experiment_id, active.info.run_id, partial(_run_is_over, context.instance)
+        )
+        if abandoned:
+            context.log.warning(f"marked {len(abandoned)} MLflow runs of dead Dagster runs KILLED")
         partition = context.partition_key
         set_tags(
             {
@@ -225,6 +231,11 @@ def build_model_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
         )
 
     return failure_model
+
+
+def _run_is_over(instance: dg.DagsterInstance, run_id: str) -> bool:
+    run = instance.get_run_by_id(run_id)
+    return run is None or run.is_finished
 
 
 def model_pictures(model: PipelineModel, predictions: DataFrame) -> dict[str, bytes]:
