@@ -10,15 +10,18 @@ A partition is written in full into a new version folder, then the `date=` symli
 one rename(2), which is atomic: a reader sees the old rows or the new ones, never a mix, and a
 run killed while writing leaves the old version in place. Spark skips `_`-prefixed folders when it
 discovers partitions, so versions are invisible to readers. Reading a window of days is a single
-filtered read of the dataset root, which Spark prunes to the matching `date=` folders.
+read of exactly the versions the window's `date=` links point at when the read starts.
 
 Writers of one dataset take turns: each write holds an exclusive lock on `<dataset>/_writer.lock`
 (flock(2), released by the kernel when its process dies, even by kill -9). Two runs writing the
 same partitions at once therefore replace them one whole window after the other, and the one
 that waited says so in its log. Holding the lock, a writer knows that no other write of the
-dataset is in progress, so it sweeps what a killed writer left: `_staging-*` folders and versions
-no `date=` link points at. A crash leaves at most one staged copy of the window it was writing,
-until the next write of that dataset.
+dataset is in progress, so it sweeps what a killed writer left: `_staging-*` folders at once, and
+versions no `date=` link points at once they are older than SUPERSEDED_GRACE_SECONDS. A version
+that a swap replaced is kept that long too, because another run may be reading it (Spark reads
+lazily, long after it listed the files). So a crash leaves at most one staged copy of the window
+it was writing, and one unlinked copy of each day it had moved into place, until the first write
+of that dataset after the grace period.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ _ONE_DAY = timedelta(days=1)
 LOCK_FILE = "_writer.lock"
 STAGING_PREFIX = "_staging-"
 LOCK_TIMEOUT_SECONDS = 6 * 3600
+SUPERSEDED_GRACE_SECONDS = 3600
+_DAY_IN_PATH = r"/date=(\d{4}-\d{2}-\d{2})/"
 
 
 class MissingDatasetError(LookupError):
@@ -198,14 +203,28 @@ class Warehouse:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     def read_window(self, spark: SparkSession, dataset: str, window: Window) -> DataFrame:
-        """All rows of the days in `window`, as one read pruned to those `date=` folders."""
+        """All rows of the days in `window`, as one scan of exactly those days' versions.
+
+        The `date=` links are resolved here, once: Spark opens files lazily, and a path through
+        a link would name the files of whatever version the link points at by then (another
+        run may swap it meanwhile). A replaced version stays on disk for
+        SUPERSEDED_GRACE_SECONDS, so the read finishes on the rows it started with.
+        """
         path = self.dataset_path(dataset)
-        if not self.partition_dates(dataset):
+        materialised = self.partition_dates(dataset)
+        if not materialised:
             raise MissingDatasetError(
                 f"dataset '{dataset}' has no materialised partition under {path}; "
                 "materialise the upstream asset first"
             )
-        return rows_in_window(spark.read.option("basePath", str(path)).parquet(str(path)), window)
+        wanted = set(window.days)
+        days = [day for day in materialised if day in wanted] or materialised[:1]
+        versions = [str((path / _link_name(day)).resolve()) for day in days]
+        rows = spark.read.parquet(*versions).withColumn(
+            DATE_COLUMN,
+            F.to_date(F.regexp_extract(F.col("_metadata.file_path"), _DAY_IN_PATH, 1)),
+        )
+        return rows_in_window(rows, window)
 
     def read_all(self, spark: SparkSession, dataset: str) -> DataFrame:
         return read_all(self, spark, dataset)
@@ -216,7 +235,8 @@ class Warehouse:
             raise MissingDatasetError(
                 f"dataset '{dataset}' was never materialised (no {path}); materialise it first"
             )
-        return spark.read.parquet(str(path))
+        # Resolved once, as in read_window: the rows stay those of the version read.
+        return spark.read.parquet(str(path.resolve()))
 
     @staticmethod
     def _swap_link(dataset_path: Path, name: str, version: Path) -> None:
@@ -227,10 +247,10 @@ class Warehouse:
         temporary = dataset_path / f".{name}.{uuid.uuid4().hex}"
         os.symlink(os.path.relpath(version, dataset_path), temporary)
         os.replace(temporary, link)
-        if previous is not None and previous != version.resolve():
-            # A reader that listed the old version a moment ago may still be opening its files;
-            # losing that read is preferable to keeping every old version forever.
-            shutil.rmtree(previous, ignore_errors=True)
+        if previous is not None and previous != version.resolve() and previous.exists():
+            # Another run may still be reading the old version: it is swept by a later write,
+            # once SUPERSEDED_GRACE_SECONDS have passed from now.
+            os.utime(previous)
 
 
 def _acquire(descriptor: int, dataset: str, timeout_seconds: float) -> None:
@@ -259,9 +279,13 @@ def _acquire(descriptor: int, dataset: str, timeout_seconds: float) -> None:
         return
 
 
-def _sweep_dead_writers(dataset_path: Path) -> list[Path]:
-    """Remove what writers killed mid-write left: staging folders, versions that no link points
-    at, half-made links. Only called under the writer lock, so no live writer owns them."""
+def _sweep_dead_writers(
+    dataset_path: Path, grace_seconds: float = SUPERSEDED_GRACE_SECONDS
+) -> list[Path]:
+    """Remove what writers killed mid-write left (staging folders, half-made links) and the
+    versions no link points at that are older than `grace_seconds`. Only called under the writer
+    lock, so no live writer owns any of them."""
+    cutoff = time.time() - grace_seconds
     linked = {
         entry.resolve()
         for entry in dataset_path.iterdir()
@@ -278,7 +302,11 @@ def _sweep_dead_writers(dataset_path: Path) -> list[Path]:
             if folder.name.startswith(STAGING_PREFIX):
                 candidates = [folder]
             elif folder.is_dir():
-                candidates = [v for v in folder.iterdir() if v.resolve() not in linked]
+                candidates = [
+                    version
+                    for version in folder.iterdir()
+                    if version.resolve() not in linked and version.stat().st_mtime < cutoff
+                ]
             else:
                 candidates = []
             for candidate in candidates:
@@ -286,7 +314,7 @@ def _sweep_dead_writers(dataset_path: Path) -> list[Path]:
                 swept.append(candidate)
     if swept:
         log.warning(
-            "%s: removed %d folders left by a writer that died mid-write",
+            "%s: removed %d folders left by dead writers or replaced over an hour ago",
             dataset_path.name,
             len(swept),
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import (
     DoubleType,
@@ -76,3 +77,21 @@ def machines(spark: SparkSession, rows: list[tuple[int, str, int]]) -> DataFrame
 
 def observations(spark: SparkSession, rows: list[tuple[int, float]]) -> DataFrame:
     return spark.createDataFrame([(m, hour(h)) for m, h in rows], OBSERVATIONS_SCHEMA)
+
+
+def sorted_rows(frame: DataFrame) -> list[tuple[object, ...]]:
+    """Every row as a tuple, sorted (the leading key columns decide the order)."""
+    return sorted(tuple(row) for row in frame.collect())
+
+
+def assert_same_rows(expected: DataFrame, actual: DataFrame) -> None:
+    """Row for row equal; doubles to 1e-9, since sums of doubles may be added in another order
+    (another partitioning, other executors)."""
+    expected_rows, actual_rows = sorted_rows(expected), sorted_rows(actual)
+    assert len(expected_rows) == len(actual_rows) > 0
+    for expected_row, actual_row in zip(expected_rows, actual_rows, strict=True):
+        for wanted, got in zip(expected_row, actual_row, strict=True):
+            if isinstance(wanted, float):
+                assert got == pytest.approx(wanted, rel=1e-9, abs=1e-9, nan_ok=True)
+            else:
+                assert got == wanted

@@ -8,6 +8,11 @@ mistakes a `-c` main module for a doctest run and exits.
     python -m pdm_assets_tests.graph_runs score INGEST_FIRST SCORE_FIRST LAST
 
 `score` prints one JSON line of wall times.
+
+    python -m pdm_assets_tests.graph_runs steps ingest:FIRST:LAST train:CUTOFF score:FIRST:LAST
+
+runs those jobs in order (each a range run, train with the small model) and prints one JSON line
+of their wall times; it stops with an error at the first job that fails.
 """
 
 import json
@@ -41,9 +46,31 @@ def run_range(defs: dg.Definitions, job: str, first: str, last: str) -> float:
     return run(defs, job, tags={RANGE_START: first, RANGE_END: last})
 
 
+def run_steps(defs: dg.Definitions, steps: list[str]) -> dict[str, float]:
+    jobs = {"ingest": INGEST_JOB, "score": SCORE_JOB}
+    timings = {}
+    for step in steps:
+        name, *days = step.split(":")
+        if name == "train":
+            (cutoff,) = days
+            timings[step] = run(
+                defs,
+                TRAIN_JOB,
+                partition_key=cutoff,
+                run_config={"ops": {"failure_model": {"config": SMALL_MODEL}}},
+            )
+        else:
+            first, last = days
+            timings[step] = run_range(defs, jobs[name], first, last)
+    return timings
+
+
 def main(argv: list[str]) -> int:
     command, *args = argv
     defs = build_definitions()
+    if command == "steps":
+        sys.stdout.write(json.dumps(run_steps(defs, args)) + "\n")
+        return 0
     if command == "train":
         first, last, cutoff = args
         run_range(defs, INGEST_JOB, first, last)

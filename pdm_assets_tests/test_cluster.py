@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pyspark
 import pytest
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 
 from pdm_assets.storage import Warehouse
 from pdm_assets_tests.conftest import REPO_ROOT, free_port
+from pdm_assets_tests.frames import assert_same_rows
 
 pytestmark = pytest.mark.slow
 
@@ -157,21 +158,6 @@ def _graph_run(env: dict[str, str], *args: str) -> dict[str, float]:
     return json.loads(lines[-1]) if lines else {}  # type: ignore[no-any-return]
 
 
-def _rows(frame: DataFrame) -> list[tuple[object, ...]]:
-    return sorted(tuple(row) for row in frame.collect())
-
-
-def _assert_same(local: list[tuple[object, ...]], cluster: list[tuple[object, ...]]) -> None:
-    assert len(local) == len(cluster) > 0
-    for expected_row, actual_row in zip(local, cluster, strict=True):
-        for expected, actual in zip(expected_row, actual_row, strict=True):
-            # Sums of doubles may be added in another order across executors.
-            if isinstance(expected, float):
-                assert actual == pytest.approx(expected, rel=1e-9, abs=1e-9, nan_ok=True)
-            else:
-                assert actual == expected
-
-
 def test_features_and_scores_on_a_standalone_cluster_and_spark_connect_equal_local_mode(
     standalone: str, connect_server: str, tmp_path: Path, spark: SparkSession
 ) -> None:
@@ -218,7 +204,7 @@ def test_features_and_scores_on_a_standalone_cluster_and_spark_connect_equal_loc
         for home in (cluster_home, connect_home):
             other = Warehouse(home / "warehouse").read_all(spark, dataset)
             assert local.columns == other.columns, (dataset, home.name)
-            _assert_same(_rows(local), _rows(other))
+            assert_same_rows(local, other)
     OUTPUT.mkdir(exist_ok=True)
     timings = {
         "local": local_timings,

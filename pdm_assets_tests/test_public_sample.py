@@ -12,6 +12,7 @@ from pyspark.sql import DataFrame
 from pdm_assets.definitions import INGEST_JOB, SCORE_JOB, TRAIN_JOB, build_definitions
 from pdm_assets.settings import Settings, load_settings
 from pdm_assets.storage import Warehouse
+from pdm_assets.validation import AFTER_LAST_PARTITION
 from pdm_assets_tests.conftest import NO_TELEMETRY, SAMPLE_DIR
 
 pytestmark = pytest.mark.slow
@@ -83,7 +84,9 @@ def sample(tmp_path_factory: pytest.TempPathFactory, spark) -> Iterator[SampleRu
     patch.undo()
 
 
-def test_every_sample_row_is_ingested_and_none_quarantined(sample: SampleRun, spark) -> None:
+def test_every_sample_row_is_ingested_and_only_those_past_the_end_quarantined(
+    sample: SampleRun, spark
+) -> None:
     # Row counts of the sample's README, less the rows of 2015-04-01 (past the last partition);
     # maintenance includes its 2014 history, kept in the first partition.
     expected = {
@@ -95,8 +98,16 @@ def test_every_sample_row_is_ingested_and_none_quarantined(sample: SampleRun, sp
     }
     counts = {name: sample.dataset(spark, name).count() for name in expected}
     assert counts == expected
-    for table in ("telemetry", "errors", "maint", "failures"):
-        assert sample.dataset(spark, f"quarantine_{table}").count() == 0, table
+    # The rows after the last partition are not dropped: quarantined in its last day, with
+    # the reason and the file and line they came from.
+    past_end = {"telemetry": 6 * MACHINES, "errors": 1, "maint": 0, "failures": 0}
+    for table, count in past_end.items():
+        quarantine = sample.dataset(spark, f"quarantine_{table}")
+        assert quarantine.count() == count, table
+        for row in quarantine.collect():
+            assert row["reason"] == AFTER_LAST_PARTITION
+            assert str(row["date"]) == "2015-03-31"
+            assert row["source_file"].endswith(f"PdM_{table}.csv.gz") and row["line"] > 1
 
 
 def test_a_failure_resets_days_since_replacement(sample: SampleRun, spark) -> None:

@@ -43,13 +43,28 @@ def test_partitions_are_written_per_day_and_read_back_by_window(spark, tmp_path:
     assert _values(warehouse.read_window(spark, "t", window)) == [("2015-01-03", 3)]
 
 
-def test_window_read_is_one_pruned_scan(spark, tmp_path: Path) -> None:
+def test_window_read_is_one_scan_of_the_windows_versions_only(spark, tmp_path: Path) -> None:
     warehouse = Warehouse(tmp_path)
     warehouse.write_partitions("t", _frame(spark, [("2015-01-01", 1), ("2015-01-03", 3)]), JAN)
     window = Window.of_days(date(2015, 1, 3), date(2015, 1, 4))
-    plan = warehouse.read_window(spark, "t", window)._jdf.queryExecution().executedPlan().toString()
-    assert "PartitionFilters: [isnotnull(date" in plan
+    frame = warehouse.read_window(spark, "t", window)
+    plan = frame._jdf.queryExecution().executedPlan().toString()
     assert plan.count("FileScan parquet") == 1
+    version = (tmp_path / "t" / "date=2015-01-03").resolve()
+    assert frame.inputFiles() and all(str(version) in f for f in frame.inputFiles())
+
+
+def test_a_read_started_before_a_swap_finishes_on_the_rows_it_started_with(
+    spark, tmp_path: Path
+) -> None:
+    warehouse = Warehouse(tmp_path)
+    day = Window.of_days(date(2015, 1, 1), date(2015, 1, 2))
+    warehouse.write_partitions("t", _frame(spark, [("2015-01-01", 1)]), day)
+    before = warehouse.read_window(spark, "t", day)  # planned, not yet run
+    # Another run replaces the day before this read runs (Spark reads lazily).
+    warehouse.write_partitions("t", _frame(spark, [("2015-01-01", 2)]), day)
+    assert _values(before) == [("2015-01-01", 1)]
+    assert _values(warehouse.read_window(spark, "t", day)) == [("2015-01-01", 2)]
 
 
 def test_rewriting_a_day_replaces_exactly_that_day(spark, tmp_path: Path) -> None:
@@ -62,9 +77,13 @@ def test_rewriting_a_day_replaces_exactly_that_day(spark, tmp_path: Path) -> Non
         ("2015-01-02", 20),
         ("2015-01-02", 21),
     ]
-    # The replaced version is gone from disk, not only hidden.
-    versions = list((tmp_path / "t" / "_versions" / "date=2015-01-02").iterdir())
-    assert len(versions) == 1
+    # The replaced version stays a while for runs still reading it, then a later write sweeps it.
+    versions = tmp_path / "t" / "_versions" / "date=2015-01-02"
+    assert len(list(versions.iterdir())) == 2
+    _age_unlinked(tmp_path / "t", hours=2)
+    day3 = Window.of_days(date(2015, 1, 3), date(2015, 1, 4))
+    warehouse.write_partitions("t", _frame(spark, [("2015-01-03", 3)]), day3)
+    assert len(list(versions.iterdir())) == 1
 
 
 def test_a_write_failing_midway_leaves_the_old_partition_intact(spark, tmp_path: Path) -> None:
@@ -150,6 +169,13 @@ def _leftovers(dataset: Path) -> list[str]:
     ) + sorted(entry.name for entry in dataset.iterdir() if entry.name.startswith("."))
 
 
+def _age_unlinked(dataset: Path, hours: float) -> None:
+    """Make every version no link points at look `hours` old."""
+    then = time.time() - hours * 3600
+    for path in _leftovers(dataset):
+        os.utime(dataset / path, (then, then))
+
+
 def test_what_a_killed_writer_left_is_swept_at_the_next_write(
     spark, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -163,16 +189,23 @@ def test_what_a_killed_writer_left_is_swept_at_the_next_write(
     (dataset / "_versions" / "date=2015-01-02" / "dead-version").mkdir()
     os.symlink("_versions/date=2015-01-02/dead-version", dataset / ".date=2015-01-02.dead")
     assert len(_leftovers(dataset)) == 3
-
-    # A later write of another day of the same dataset sweeps them all.
+    # The version of a dead writer looks like a replaced version someone may still be reading:
+    # it goes once it is over an hour old. The staging folder and the link go at once.
     day3 = Window.of_days(date(2015, 1, 3), date(2015, 1, 4))
     warehouse.write_partitions("t", _frame(spark, [("2015-01-03", 3)]), day3)
+    assert _leftovers(dataset) == ["_versions/date=2015-01-02/dead-version"]
+    _age_unlinked(dataset, hours=2)
+
+    # A later write of another day of the same dataset sweeps them all.
+    day4 = Window.of_days(date(2015, 1, 4), date(2015, 1, 5))
+    warehouse.write_partitions("t", _frame(spark, [("2015-01-04", 4)]), day4)
     assert _leftovers(dataset) == []
-    everything = Window.of_days(date(2015, 1, 1), date(2015, 1, 4))
+    everything = Window.of_days(date(2015, 1, 1), date(2015, 1, 5))
     assert _values(warehouse.read_window(spark, "t", everything)) == [
         ("2015-01-01", 1),
         ("2015-01-02", 2),
         ("2015-01-03", 3),
+        ("2015-01-04", 4),
     ]
 
 
