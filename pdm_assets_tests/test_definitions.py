@@ -10,8 +10,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from pdm_assets.assets.raw import ValidationRules
 from pdm_assets.databricks import no_step_launcher
 from pdm_assets.definitions import RESOURCES_BY_ENVIRONMENT, build_definitions
+from pdm_assets.instance_config import ensure_instance_yaml
 from pdm_assets.settings import ENVIRONMENTS, load_settings
 from pdm_assets.sources import CsvFolderSource, SimulatedFleetSource
 from pdm_assets.spark import JavaNotFoundError, SparkResource, ensure_java, find_java
@@ -122,6 +124,37 @@ def test_settings_default_under_the_home_and_reject_bad_values(
     monkeypatch.setenv("PDM_DATA_SOURCE", "csv")
     with pytest.raises(ValueError, match="needs PDM_CSV_DIR"):
         load_settings()
+
+
+def test_sensor_ranges_are_a_setting_over_the_defaults(
+    pdm_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PDM_SENSOR_RANGES", '{"vibration": [0, 300]}')
+    ranges = load_settings().sensor_ranges
+    assert ranges["vibration"] == (0.0, 300.0) and ranges["volt"] == (0.0, 500.0)
+    rules = RESOURCES_BY_ENVIRONMENT["local"](load_settings())["validation_rules"]
+    assert isinstance(rules, ValidationRules)
+    assert rules.ranges()["vibration"] == (0.0, 300.0)
+    for bad, message in (
+        ('{"humidity": [0, 1]}', "unknown sensor 'humidity'"),
+        ('{"volt": [500, 0]}', r"PDM_SENSOR_RANGES\['volt'\] must be \[low, high\]"),
+        ("[0, 1]", "PDM_SENSOR_RANGES must be JSON like"),
+    ):
+        monkeypatch.setenv("PDM_SENSOR_RANGES", bad)
+        with pytest.raises(ValueError, match=message):
+            load_settings()
+
+
+def test_the_instance_the_project_writes_monitors_runs(tmp_path: Path) -> None:
+    path = ensure_instance_yaml(tmp_path / "dagster")
+    with dg.DagsterInstance.from_config(str(tmp_path / "dagster")) as instance:
+        assert instance.run_monitoring_enabled
+        assert instance.run_monitoring_start_timeout_seconds == 180
+        assert instance.run_monitoring_max_runtime_seconds == 21600
+    # A dagster.yaml the user wrote is theirs.
+    path.write_text("telemetry:\n  enabled: false\n")
+    ensure_instance_yaml(tmp_path / "dagster")
+    assert path.read_text() == "telemetry:\n  enabled: false\n"
 
 
 def test_missing_java_names_what_to_install(tmp_path: Path) -> None:
