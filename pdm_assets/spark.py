@@ -125,10 +125,6 @@ class SparkResource(dg.ConfigurableResource):
         elif self.master.startswith("sc://"):
             # Spark Connect: the JVM runs on the server, nothing to start here.
             builder = SparkSession.builder.remote(self.master).appName(self.app_name)
-            # A Spark ML model on Connect frees its server-side copy from __del__ with an RPC,
-            # which hangs the process forever when it runs during interpreter shutdown (seen
-            # with the scoring model). Collecting at exit frees them while gRPC still works.
-            atexit.register(gc.collect)
         else:
             ensure_java()
             # Python workers must run this interpreter, not the first python3 on PATH (PySpark's
@@ -146,10 +142,28 @@ class SparkResource(dg.ConfigurableResource):
         for key, value in {**defaults, **self.conf}.items():
             builder = builder.config(key, value)
         session = builder.getOrCreate()
-        if not self.master.startswith("sc://"):
+        if self.master.startswith("sc://"):
+            if id(session) not in _CLOSING_AT_EXIT:
+                _CLOSING_AT_EXIT.add(id(session))
+                atexit.register(_close_connect_session, session)
+        else:
             # A Spark Connect client has no SparkContext; the server owns its logging.
             session.sparkContext.setLogLevel("WARN")
         return session
+
+
+_CLOSING_AT_EXIT: set[int] = set()
+
+
+def _close_connect_session(session: SparkSession) -> None:
+    """Free Spark ML objects and close the gRPC channel while gRPC still works.
+
+    Left to interpreter shutdown, a Spark ML model's __del__ RPC or an unfinished response
+    stream's __del__ can wait forever on a lock of gRPC's threads (seen with the scoring model,
+    and with a response stream after an ingest); the run's process then never exits.
+    """
+    gc.collect()
+    session.stop()
 
 
 # Every Spark asset takes this resource. Dagster runs a step through whichever of its resources is
