@@ -1,0 +1,211 @@
+"""Model quality on a simulated fleet: pdm_assets against the original notebooks' method.
+
+Simulates a fleet, trains pdm_assets' model at a cutoff and scores the month after it, runs the
+yardstick `seed_method.py` (the notebooks' method) on the same files, and evaluates both with
+the yardstick `evaluate_scores.py` against leak-free labels, on the same rows. The yardsticks
+run in place from ../shared/yardsticks.
+
+    python benchmarks/model_quality.py --machines 300 --days 240 --seed 1 --cutoff 2015-08-01
+
+Writes benchmarks/results/model_quality-<machines>x<days>-seed<seed>.json and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+YARDSTICKS = REPO.parent / "shared" / "yardsticks"
+RESULTS = REPO / "benchmarks" / "results"
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+
+def _next_month(day: date) -> date:
+    return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def _yardstick(script: str, *args: str) -> dict[str, object]:
+    completed = subprocess.run(
+        [sys.executable, script, *args],
+        cwd=YARDSTICKS,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise SystemExit(f"{script} failed:\n{completed.stderr[-3000:]}")
+    # The evaluators end with one JSON line; the converter prints what it wrote.
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
+    return json.loads(lines[-1]) if lines else {}
+
+
+def run_pdm_assets(home: Path, args: argparse.Namespace, cutoff: date, last: date) -> Path:
+    """Ingest every day, train at the cutoff, score the month after it; the scores as Parquet."""
+    os.environ.update(
+        {
+            "PDM_HOME": str(home),
+            "PDM_SIM_MACHINES": str(args.machines),
+            "PDM_SIM_DAYS": str(args.days),
+            "PDM_SIM_SEED": str(args.seed),
+            "PDM_PARTITIONS_END": (last + timedelta(days=1)).isoformat(),
+        }
+    )
+    import dagster as dg
+
+    from pdm_assets.definitions import INGEST_JOB, SCORE_JOB, TRAIN_JOB, build_definitions
+    from pdm_assets.io_manager import open_store
+    from pdm_assets.settings import load_settings
+    from pdm_assets.spark import SparkResource
+    from pdm_assets.timewindow import Window
+
+    settings = load_settings()
+    defs = build_definitions(settings)
+    scored_end = min(_next_month(cutoff), last + timedelta(days=1))
+    runs = [
+        (INGEST_JOB, {"tags": {RANGE_START: "2015-01-01", RANGE_END: last.isoformat()}}),
+        (
+            TRAIN_JOB,
+            {
+                "partition_key": cutoff.isoformat(),
+                # The gate is not what is measured here.
+                "run_config": {"ops": {"failure_model": {"config": {"min_macro_pr_auc": 0.0}}}},
+            },
+        ),
+        (
+            SCORE_JOB,
+            {
+                "tags": {
+                    RANGE_START: cutoff.isoformat(),
+                    RANGE_END: (scored_end - timedelta(days=1)).isoformat(),
+                }
+            },
+        ),
+    ]
+    with dg.DagsterInstance.ephemeral() as instance:
+        for job, options in runs:
+            result = defs.resolve_job_def(job).execute_in_process(instance=instance, **options)
+            if not result.success:
+                raise SystemExit(f"pdm_assets {job} failed")
+    spark = SparkResource(master=settings.spark_master).get_session()
+    store = open_store(settings.warehouse, settings.warehouse_format)
+    scores = store.read_window(spark, "machine_scores", Window.of_days(cutoff, scored_end))
+    path = home / "scores.parquet"
+    scores.select("machine_id", "datetime", "predicted_component").toPandas().to_parquet(path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--machines", type=int, default=300)
+    parser.add_argument("--days", type=int, default=240, help="simulated days from 2015-01-01")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--cutoff", type=date.fromisoformat, required=True)
+    parser.add_argument("--seed-trees", type=int, default=100, help="trees of seed_method.py")
+    parser.add_argument("--keep", type=Path, help="work folder to keep (default: a temp one)")
+    args = parser.parse_args(argv)
+    start = date(2015, 1, 1)
+    last = start + timedelta(days=args.days - 1)
+    if not start < args.cutoff <= last or args.cutoff.day != 1:
+        raise SystemExit(f"--cutoff must be the first of a month in {start + timedelta(1)}..{last}")
+    work = args.keep or Path(tempfile.mkdtemp(prefix="pdm-quality-"))
+    work.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+
+    from pdm_assets.simulator import FleetSpec, simulate, write_landing
+
+    began = time.perf_counter()
+    landing = work / "pdm" / "landing"
+    spec = FleetSpec(machines=args.machines, start=start, days=args.days, seed=args.seed)
+    write_landing(simulate(spec), landing)
+    csv_dir = work / "csv"
+    _yardstick("landing_to_pdm.py", str(landing), str(csv_dir))
+    timings["simulate_and_convert"] = time.perf_counter() - began
+
+    began = time.perf_counter()
+    ours = run_pdm_assets(work / "pdm", args, args.cutoff, last)
+    timings["pdm_assets"] = time.perf_counter() - began
+
+    began = time.perf_counter()
+    seed_run = _yardstick(
+        "seed_method.py",
+        str(csv_dir),
+        str(work / "seed"),
+        "--trees",
+        str(args.seed_trees),
+        "--train-end",
+        (args.cutoff - timedelta(days=1)).isoformat(),
+        "--test-start",
+        args.cutoff.isoformat(),
+    )
+    timings["seed_method"] = time.perf_counter() - began
+
+    scored_to = min(_next_month(args.cutoff), last + timedelta(days=1)).isoformat()
+    common = [
+        "--horizon-h",
+        "168",
+        "--data-end",
+        f"{last + timedelta(days=1)} 00:00:00",
+        "--from",
+        args.cutoff.isoformat(),
+        "--to",
+        scored_to,
+    ]
+    failures = str(csv_dir / "PdM_failures.csv")
+    evaluation = {
+        "pdm_assets": _yardstick(
+            "evaluate_scores.py",
+            str(ours),
+            failures,
+            "--machine",
+            "machine_id",
+            "--time",
+            "datetime",
+            "--pred",
+            "predicted_component",
+            *common,
+        ),
+        "seed_method": _yardstick(
+            "evaluate_scores.py",
+            str(work / "seed" / "scores"),
+            failures,
+            "--machine",
+            "machineID",
+            "--time",
+            "dt_truncated",
+            "--pred",
+            "pred_label",
+            *common,
+        ),
+    }
+    report = {
+        "fleet": {"machines": args.machines, "days": args.days, "seed": args.seed},
+        "cutoff": args.cutoff.isoformat(),
+        "scored": [args.cutoff.isoformat(), scored_to],
+        "evaluation": evaluation,
+        "macro_f1_gain": round(
+            float(evaluation["pdm_assets"]["macro_f1"])  # type: ignore[arg-type]
+            - float(evaluation["seed_method"]["macro_f1"]),  # type: ignore[arg-type]
+            3,
+        ),
+        "seed_method_holdout": seed_run,
+        "seconds": {name: round(value, 1) for name, value in timings.items()},
+        "work": str(work),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    name = f"model_quality-{args.machines}x{args.days}-seed{args.seed}.json"
+    (RESULTS / name).write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
