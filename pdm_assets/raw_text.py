@@ -27,7 +27,13 @@ from pdm_assets.landing import CSV_HEADERS
 
 # A comma followed by an even number of double quotes up to the end of the line is a separator.
 _SEPARATOR = ',(?=(?:[^"]*"[^"]*")*[^"]*$)'
-PROVENANCE_COLUMNS = ("source_file", "line")
+# What each row carries besides the table's columns (and its `raw` text).
+PROVENANCE_TYPES = {
+    "source_file": StringType(),
+    "line": IntegerType(),
+    "field_count": IntegerType(),
+    "header_fields": IntegerType(),
+}
 
 
 class SourceFormatError(ValueError):
@@ -39,10 +45,7 @@ def raw_schema(table: str) -> StructType:
     return StructType(
         [
             *[StructField(name, StringType(), True) for name in CSV_HEADERS[table]],
-            StructField("source_file", StringType(), True),
-            StructField("line", IntegerType(), True),
-            StructField("field_count", IntegerType(), True),
-            StructField("header_fields", IntegerType(), True),
+            *[StructField(name, kind, True) for name, kind in PROVENANCE_TYPES.items()],
             StructField("raw", StringType(), True),
         ]
     )

@@ -254,22 +254,24 @@ class Warehouse:
 
 
 def _acquire(descriptor: int, dataset: str, timeout_seconds: float) -> None:
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return
-    except BlockingIOError:
-        log.warning("%s: another run is writing this dataset; waiting for it to finish", dataset)
-    started = time.monotonic()
+    started: float | None = None
     while True:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            if time.monotonic() - started > timeout_seconds:
+            if started is None:
+                started = time.monotonic()
+                log.warning(
+                    "%s: another run is writing this dataset; waiting for it to finish", dataset
+                )
+            elif time.monotonic() - started > timeout_seconds:
                 raise TimeoutError(
                     f"{dataset}: another writer held its lock for over {timeout_seconds:.0f} s"
                 ) from None
             time.sleep(0.2)
             continue
+        if started is None:
+            return
         log.warning(
             "%s: waited %.1f s for another run's write; this run's rows now replace its rows "
             "for the days both wrote",

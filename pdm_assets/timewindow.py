@@ -52,7 +52,7 @@ def day_ranges(days: list[date]) -> str:
     """'2015-01-01 .. 2015-01-03, 2015-01-07' for a sorted list of days."""
     spans: list[list[date]] = []
     for day in days:
-        if spans and day - spans[-1][1] == timedelta(days=1):
+        if spans and day - spans[-1][1] == _ONE_DAY:
             spans[-1][1] = day
         else:
             spans.append([day, day])
@@ -84,11 +84,6 @@ class Window:
         return self.start.date()
 
     @property
-    def end_day(self) -> date:
-        """The day after the last day of the window."""
-        return self.end.date()
-
-    @property
     def days(self) -> list[date]:
         count = (self.end - self.start).days
         return [self.first_day + timedelta(days=offset) for offset in range(count)]
@@ -99,4 +94,4 @@ class Window:
         return (moment >= timestamp_literal(self.start)) & (moment < timestamp_literal(self.end))
 
     def label(self) -> str:
-        return f"{self.first_day.isoformat()} .. {(self.end_day - _ONE_DAY).isoformat()}"
+        return f"{self.first_day.isoformat()} .. {self.days[-1].isoformat()}"

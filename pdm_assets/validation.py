@@ -15,6 +15,7 @@ from datetime import datetime
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from pdm_assets.raw_text import PROVENANCE_TYPES
 from pdm_assets.timewindow import Window as TimeWindow
 from pdm_assets.timewindow import timestamp_literal
 
@@ -83,10 +84,9 @@ def _raw_text(frame: DataFrame) -> Column:
 
 def _provenance(frame: DataFrame) -> list[Column]:
     """File and line of each row, field counts; null for frames not read from files."""
-    types = {"source_file": "string", "line": "int", "field_count": "int", "header_fields": "int"}
     return [
         (F.col(name) if name in frame.columns else F.lit(None)).cast(kind).alias(f"_{name}")
-        for name, kind in types.items()
+        for name, kind in PROVENANCE_TYPES.items()
     ]
 
 

@@ -176,9 +176,7 @@ def _age_unlinked(dataset: Path, hours: float) -> None:
         os.utime(dataset / path, (then, then))
 
 
-def test_what_a_killed_writer_left_is_swept_at_the_next_write(
-    spark, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_what_a_killed_writer_left_is_swept_at_the_next_write(spark, tmp_path: Path) -> None:
     warehouse = Warehouse(tmp_path)
     two_days = Window.of_days(date(2015, 1, 1), date(2015, 1, 3))
     warehouse.write_partitions("t", _frame(spark, [("2015-01-01", 1), ("2015-01-02", 2)]), two_days)
