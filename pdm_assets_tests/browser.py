@@ -59,12 +59,17 @@ class Page:
         )
         return str(result.get("result", {}).get("value", ""))
 
-    def wait_for_text(self, needles: list[str], timeout: float) -> list[str]:
-        """Poll the page until one of `needles` shows; return the ones shown (maybe none)."""
+    def wait_for_text(
+        self, needles: list[str], timeout: float, *, every: bool = False
+    ) -> list[str]:
+        """Poll the page until one of `needles` shows (or, with `every`, all of them);
+        return the ones shown (maybe none)."""
         deadline = time.monotonic() + timeout
         while True:
-            shown = [needle for needle in needles if needle in self.text()]
-            if shown or time.monotonic() > deadline:
+            text = self.text()
+            shown = [needle for needle in needles if needle in text]
+            done = len(shown) == len(needles) if every else bool(shown)
+            if done or time.monotonic() > deadline:
                 return shown
             time.sleep(1)
 

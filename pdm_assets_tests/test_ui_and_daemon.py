@@ -164,7 +164,10 @@ def test_chromium_renders_the_asset_graph(server: Server, tmp_path: Path) -> Non
     assert Path(CHROMIUM).exists(), "make test installs Debian's chromium package"
     url = f"{server.url}/locations/pdm_assets.definitions/asset-groups/features"
     with open_page(url, tmp_path / "profile") as page:
-        nodes = page.wait_for_text(["machine_features", "failure_labels"], timeout=90)
+        # The graph draws its nodes one by one: wait until both are drawn.
+            nodes = page.wait_for_text(
+                ["machine_features", "failure_labels"], timeout=90, every=True
+            )
         assert nodes, f"the asset graph page shows no asset nodes: {page.text()[:500]}"
         # A first visit shows a "Join the community" dialog over the graph.
         if page.wait_for_text(["Join the Dagster community"], timeout=5):
