@@ -103,7 +103,7 @@ def holdout_report(
         {
             "machine_id": row["machine_id"],
             "datetime": from_spark(row["datetime"]),
-            "predicted_component": row["predicted_component"],
+            "alert_component": row["alert_component"],
             "failure_probability": row["failure_probability"],
         }
         for row in riskiest
@@ -139,8 +139,8 @@ def format_report(
     for entry in at_risk:
         lines.append(
             f"  machine {entry['machine_id']:>4}  P(failure within horizon) "
-            f"{entry['failure_probability']:.3f}  predicted component "
-            f"{entry['predicted_component']}"
+            f"{entry['failure_probability']:.3f}  "
+            + (f"ALERT comp{entry['alert_component']}" if entry["alert_component"] else "no alert")
         )
     lines += [
         "",
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         help="training cutoff, the first day of a month (default: the last month)",
     )
     parser.add_argument(
-        "--min-macro-pr-auc",
+        "--min-pr-auc-lift",
         type=float,
         default=None,
         help="the model gate's floor (default: ModelConfig's); small fleets need a lower one",
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
 
         started = time.perf_counter()
         model_config = (
-            {} if args.min_macro_pr_auc is None else {"min_macro_pr_auc": args.min_macro_pr_auc}
+            {} if args.min_pr_auc_lift is None else {"min_pr_auc_lift": args.min_pr_auc_lift}
         )
         _run(
             defs,

@@ -22,7 +22,7 @@ def realised_quality(
     counts = joined.agg(
         F.count(F.lit(1)).alias("rows"),
         F.sum(F.col("censored").cast("int")).alias("censored"),
-        F.sum((F.col("predicted_component") > 0).cast("int")).alias("alerts"),
+        F.sum(F.col("alert").cast("int")).alias("alerts"),
     ).first()
     assert counts is not None
     return (

@@ -4,7 +4,9 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import dagster as dg
 import mlflow
@@ -19,13 +21,51 @@ from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame
 from pyspark.sql.utils import is_remote
 
+from pdm_assets.decision import POLICY_FILE, DecisionPolicy
 from pdm_assets.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from pdm_assets.training import GateResult, TrainingOutcome, macro
 
 CHAMPION_ALIAS = "champion"
 CUTOFF_TAG = "cutoff"
 DAGSTER_RUN_TAG = "dagster_run_id"
 PARTITION_TAG = "dagster_partition"
 GATE_TAG = "quality_gate"
+STRATEGY_TAG = "decision_strategy"
+MACRO_PR_AUC_METRIC = "macro_pr_auc"
+
+
+class MissingPolicyError(RuntimeError):
+    """A model version was registered without a decision policy."""
+
+
+@dataclass(frozen=True)
+class RecordedValidation:
+    """What a version's training run recorded about its validation."""
+
+    cutoff: date
+    validation_days: int | None
+    macro_pr_auc: float | None
+
+
+def training_metrics(outcome: TrainingOutcome, gate: GateResult) -> dict[str, float]:
+    """The numbers a training run logs: per-component validation metrics, thresholds, gate."""
+    metrics = {
+        f"{component}_{name}": value
+        for component, values in outcome.metrics.items()
+        for name, value in values.items()
+    }
+    metrics |= {
+        f"{component}_threshold": threshold
+        for component, threshold in outcome.policy.thresholds.items()
+    }
+    return metrics | {
+        MACRO_PR_AUC_METRIC: gate.macro_pr_auc,
+        "macro_f1": macro(outcome.metrics, "f1"),
+        "gate_floor": gate.floor,
+        "train_rows": outcome.train_rows,
+        "validation_rows": outcome.validation_rows,
+        "refit_rows": outcome.refit_rows,
+    }
 
 
 def ensure_experiment(tracking_uri: str, name: str, artifact_location: str | None) -> str:
@@ -79,6 +119,39 @@ class ModelRegistry(dg.ConfigurableResource):
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(registry_uri)
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=registry_uri)
+
+    def record_training(
+        self,
+        outcome: TrainingOutcome,
+        gate: GateResult,
+        cutoff: date,
+        dagster_run_id: str,
+        partition: str,
+        params: dict[str, Any],
+    ) -> ModelVersion:
+        """Log a training step in the active MLflow run and register what it shipped.
+
+        In order: the run's tags, parameters and metrics; the decision policy as the run's
+        `decision_policy.json`; the model, registered as a new version tagged with its cutoff,
+        strategy and thresholds; then the gate's verdict, and last the champion alias (see
+        `publish`).
+        """
+        mlflow.set_tags({CUTOFF_TAG: cutoff.isoformat(), PARTITION_TAG: partition})
+        mlflow.log_params(params)
+        mlflow.log_metrics(training_metrics(outcome, gate))
+        mlflow.log_text(outcome.policy.to_json(), POLICY_FILE)
+        version = self.log_and_register(
+            outcome.model, cutoff, dagster_run_id, partition, example_rows=outcome.validation
+        )
+        client = self.client()
+        policy_tags = {STRATEGY_TAG: outcome.policy.strategy} | {
+            f"threshold_{component}": f"{threshold:.6g}"
+            for component, threshold in outcome.policy.thresholds.items()
+        }
+        for key, value in policy_tags.items():
+            client.set_model_version_tag(self.model_name, version.version, key, value)
+        self.publish(version.version, gate.passed, cutoff)
+        return version
 
     def log_and_register(
         self,
@@ -136,15 +209,23 @@ class ModelRegistry(dg.ConfigurableResource):
                 raise TimeoutError(f"{self.model_name} v{version} not READY after timeout")
             time.sleep(1.0)
 
-    def publish(self, version: str, passed: bool) -> None:
-        """Record the gate's verdict on `version`, then, if it passed, make it the champion.
+    def publish(self, version: str, passed: bool, cutoff: date) -> None:
+        """Record the gate's verdict on `version`, then, if it passed, make it the champion,
+        unless the champion was trained at a later cutoff (a backfilled older month is its
+        month's model, not the newest).
 
         The tag goes first and the alias last: a run killed in between leaves a version tagged
         as passed (scoring may use it) and the previous champion, never a champion whose tag
         says nothing.
         """
         self.tag_gate(version, passed)
-        if passed:
+        champion = self.champion()
+        newer_champion = (
+            champion is not None
+            and champion.version != version
+            and champion.tags.get(CUTOFF_TAG, "") > cutoff.isoformat()
+        )
+        if passed and not newer_champion:
             self.promote(version)
 
     def end_abandoned_runs(
@@ -204,6 +285,29 @@ class ModelRegistry(dg.ConfigurableResource):
             and version.status == "READY"
         ]
         return max(matching, key=lambda v: int(v.version)) if matching else None
+
+    def recorded_validation(self, version: ModelVersion) -> RecordedValidation:
+        """The cutoff, validation days and validation macro PR-AUC the version's run logged."""
+        run = self.client().get_run(version.run_id or "")
+        days = run.data.params.get("validation_days")
+        return RecordedValidation(
+            cutoff=date.fromisoformat(version.tags[CUTOFF_TAG]),
+            validation_days=int(days) if days is not None else None,
+            macro_pr_auc=run.data.metrics.get(MACRO_PR_AUC_METRIC),
+        )
+
+    def load_policy(self, version: ModelVersion) -> DecisionPolicy:
+        """The decision policy stored in the run that trained `version`."""
+        self.client()
+        try:
+            text = mlflow.artifacts.load_text(f"runs:/{version.run_id}/{POLICY_FILE}")
+        except (mlflow.exceptions.MlflowException, OSError) as error:
+            raise MissingPolicyError(
+                f"{self.model_name} v{version.version} has no {POLICY_FILE} in MLflow run "
+                f"{version.run_id}: it was trained before decision policies; materialise its "
+                "failure_model partition again"
+            ) from error
+        return DecisionPolicy.from_json(text)
 
     def load(self, version: str) -> PipelineModel:
         self.client()

@@ -1,23 +1,34 @@
-"""Training data, the Spark ML pipeline, and per-component evaluation.
+"""Training data, the Spark ML pipeline, validation, the decision policy and the quality gate.
 
-The pipeline (null filling, model indexer, assembler, classifier) is fitted once on training rows
-and the fitted PipelineModel is what scoring applies; nothing is refitted on scoring data.
+The pipeline (null filling, model indexer, assembler, classifier) is fitted on training rows and
+the fitted PipelineModel is what scoring applies; nothing is refitted on scoring data.
+`train_and_validate` is the whole training step: split, fit, validate, fit the decision policy,
+refit.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+import numpy as np
 from pyspark.ml import Pipeline, PipelineModel
-from pyspark.ml.classification import DecisionTreeClassifier, RandomForestClassifier
+from pyspark.ml.classification import (
+    DecisionTreeClassifier,
+    GBTClassifier,
+    OneVsRest,
+    OneVsRestModel,
+    RandomForestClassifier,
+)
 from pyspark.ml.evaluation import BinaryClassificationEvaluator
 from pyspark.ml.feature import SQLTransformer, StringIndexer, VectorAssembler
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from pdm_assets import decision
 from pdm_assets.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from pdm_assets.timewindow import timestamp_literal
 from pdm_assets.validation import COMPONENTS
@@ -26,20 +37,36 @@ CLASSES = COMPONENTS + 1  # 0 = no failure within the horizon
 MISSING_VALUE = -1.0
 CLASS_NAMES = ["none", *[f"comp{component}" for component in range(1, COMPONENTS + 1)]]
 PROBABILITY_COLUMNS = [f"prob_{name}" for name in CLASS_NAMES]
+COMPONENT_PROBABILITY_COLUMNS = PROBABILITY_COLUMNS[1:]
+Classifier = Literal["random_forest", "gbt_one_vs_rest", "decision_tree"]
+ClassWeighting = Literal["none", "sqrt_balanced", "balanced"]
 
 
 @dataclass(frozen=True)
 class ClassifierParams:
     """Hyperparameters of the classifier (see ModelConfig for their meaning)."""
 
-    classifier: Literal["random_forest", "decision_tree"] = "random_forest"
+    classifier: Classifier = "random_forest"
     num_trees: int = 40
     max_depth: int = 15
     feature_subset_strategy: str = "sqrt"
     subsampling_rate: float = 0.632
-    min_instances_per_node: int = 1
+    min_instances_per_node: int = 20
+    class_weighting: ClassWeighting = "none"
+    gbt_iterations: int = 30
+    gbt_max_depth: int = 5
+    gbt_step_size: float = 0.2
     max_bins: int = 32
     seed: int = 42
+
+
+@dataclass(frozen=True)
+class DecisionParams:
+    """How the decision policy is fitted (see ModelConfig)."""
+
+    strategy: decision.Strategy = "max_f1"
+    precision_target: float = 0.5
+    daily_alert_budget: int = 10
 
 
 def training_rows(
@@ -72,13 +99,25 @@ def temporal_split(
     return train, validation
 
 
-def class_weights(rows: DataFrame) -> dict[int, float]:
-    """Balanced weights n / (k * n_c) over the classes present, so rare failures count."""
-    counts = {
-        int(row["label"]): int(row["count"]) for row in rows.groupBy("label").count().collect()
-    }
+def class_weights(counts: dict[int, int], weighting: ClassWeighting) -> dict[int, float]:
+    """Row weight per class from the class counts.
+
+    `balanced`: n / (k * n_c) over the k classes present, so every class weighs the same in all;
+    `sqrt_balanced`: the square root of that, halfway; `none`: 1 for every class. With fully
+    grown trees weights hardly move the leaves; they move the split choices and, with a
+    minimum leaf size, the leaves' class shares.
+    """
+    if weighting == "none":
+        return {label: 1.0 for label in counts}
     total = sum(counts.values())
-    return {label: total / (len(counts) * count) for label, count in counts.items()}
+    balanced = {label: total / (len(counts) * count) for label, count in counts.items()}
+    if weighting == "balanced":
+        return balanced
+    return {label: math.sqrt(value) for label, value in balanced.items()}
+
+
+def label_counts(rows: DataFrame) -> dict[int, int]:
+    return {int(row["label"]): int(row["count"]) for row in rows.groupBy("label").count().collect()}
 
 
 def with_weights(rows: DataFrame, weights: dict[int, float]) -> DataFrame:
@@ -121,7 +160,7 @@ def build_pipeline(params: ClassifierParams) -> Pipeline:
         "minInstancesPerNode": params.min_instances_per_node,
         "seed": params.seed,
     }
-    classifier: RandomForestClassifier | DecisionTreeClassifier
+    classifier: RandomForestClassifier | DecisionTreeClassifier | OneVsRest
     if params.classifier == "random_forest":
         classifier = RandomForestClassifier(
             numTrees=params.num_trees,
@@ -129,20 +168,50 @@ def build_pipeline(params: ClassifierParams) -> Pipeline:
             subsamplingRate=params.subsampling_rate,
             **common,
         )
+    elif params.classifier == "gbt_one_vs_rest":
+        # One boosted binary model per class; predict() turns their margins into probabilities.
+        boosted = GBTClassifier(
+            labelCol="label",
+            featuresCol="features",
+            weightCol="weight",
+            maxIter=params.gbt_iterations,
+            maxDepth=params.gbt_max_depth,
+            stepSize=params.gbt_step_size,
+            maxBins=params.max_bins,
+            minInstancesPerNode=params.min_instances_per_node,
+            seed=params.seed,
+        )
+        classifier = OneVsRest(
+            classifier=boosted, labelCol="label", featuresCol="features", weightCol="weight"
+        )
     else:
         classifier = DecisionTreeClassifier(**common)
     return Pipeline(stages=[fill_missing, index_model, assemble, classifier])
 
 
 def fit(rows: DataFrame, params: ClassifierParams) -> PipelineModel:
-    weighted = with_weights(with_label_metadata(rows), class_weights(rows))
-    return build_pipeline(params).fit(weighted)
+    weights = class_weights(label_counts(rows), params.class_weighting)
+    return build_pipeline(params).fit(with_weights(with_label_metadata(rows), weights))
+
+
+def _class_probabilities(model: PipelineModel) -> F.Column:
+    """An array of the five class probabilities of a transformed row."""
+    if not isinstance(model.stages[-1], OneVsRestModel):
+        return vector_to_array(F.col("probability"))
+    # OneVsRest keeps each binary model's margin m; Spark's GBT gives P(class) = 1/(1+e^(-2m)).
+    # The five one-against-the-rest probabilities are then normalised to sum to 1.
+    margins = vector_to_array(F.col("rawPrediction"))
+    odds = [F.lit(1.0) / (F.lit(1.0) + F.exp(F.lit(-2.0) * margins[k])) for k in range(CLASSES)]
+    total = odds[0]
+    for value in odds[1:]:
+        total = total + value
+    return F.array(*[value / total for value in odds])
 
 
 def predict(model: PipelineModel, features: DataFrame) -> DataFrame:
-    """Predicted class and one probability column per class, keeping the input columns."""
-    scored = model.transform(features)
-    probabilities = vector_to_array(F.col("probability"))
+    """Most probable class and one probability column per class, keeping the input columns."""
+    scored = model.transform(features).withColumn("_probabilities", _class_probabilities(model))
+    probabilities = F.col("_probabilities")
     return scored.select(
         *features.columns,
         F.col("prediction").cast("int").alias("predicted_component"),
@@ -150,30 +219,36 @@ def predict(model: PipelineModel, features: DataFrame) -> DataFrame:
     )
 
 
-def component_metrics(predictions: DataFrame) -> dict[str, dict[str, float]]:
-    """Precision, recall, F1 (one component vs the rest) and PR-AUC per component.
+def component_metrics(
+    predictions: DataFrame, predicted: str = "alert_component"
+) -> dict[str, dict[str, float]]:
+    """Precision, recall, F1 (one component vs the rest), PR-AUC and base rate per component.
 
-    `predictions` has `label`, `predicted_component` and the probability columns. A metric whose
-    denominator is zero is reported as 0.0, the convention of scikit-learn's zero_division=0.
+    `predictions` has `label`, the `predicted` component column (0 = none) and the probability
+    columns. A metric whose denominator is zero is reported as 0.0, the convention of
+    scikit-learn's zero_division=0. The base rate (positives / rows) is the PR-AUC of a ranking
+    by chance.
     """
     counts = predictions.agg(
+        F.count(F.lit(1)).alias("rows"),
         *[
             aggregate
             for component in range(1, COMPONENTS + 1)
             for aggregate in (
-                F.sum(_both(component)).alias(f"tp{component}"),
-                F.sum(_flag(F.col("predicted_component") == component)).alias(f"pp{component}"),
+                F.sum(_both(component, predicted)).alias(f"tp{component}"),
+                F.sum(_flag(F.col(predicted) == component)).alias(f"pp{component}"),
                 F.sum(_flag(F.col("label") == component)).alias(f"p{component}"),
             )
-        ]
+        ],
     ).first()
     assert counts is not None
+    rows = float(counts["rows"] or 0)
     metrics: dict[str, dict[str, float]] = {}
     for component in range(1, COMPONENTS + 1):
         tp = float(counts[f"tp{component}"] or 0)
-        predicted = float(counts[f"pp{component}"] or 0)
+        alerted = float(counts[f"pp{component}"] or 0)
         actual = float(counts[f"p{component}"] or 0)
-        precision = tp / predicted if predicted else 0.0
+        precision = tp / alerted if alerted else 0.0
         recall = tp / actual if actual else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         metrics[f"comp{component}"] = {
@@ -182,6 +257,7 @@ def component_metrics(predictions: DataFrame) -> dict[str, dict[str, float]]:
             "f1": f1,
             "pr_auc": _pr_auc(predictions, component) if actual else 0.0,
             "support": actual,
+            "base_rate": actual / rows if rows else 0.0,
         }
     return metrics
 
@@ -190,8 +266,8 @@ def _flag(condition: F.Column) -> F.Column:
     return F.when(condition, F.lit(1)).otherwise(F.lit(0))
 
 
-def _both(component: int) -> F.Column:
-    return _flag((F.col("label") == component) & (F.col("predicted_component") == component))
+def _both(component: int, predicted: str) -> F.Column:
+    return _flag((F.col("label") == component) & (F.col(predicted) == component))
 
 
 def _pr_auc(predictions: DataFrame, component: int) -> float:
@@ -206,14 +282,16 @@ def _pr_auc(predictions: DataFrame, component: int) -> float:
 
 
 def macro(metrics: dict[str, dict[str, float]], name: str) -> float:
-    return sum(values[name] for values in metrics.values()) / len(metrics)
+    """Mean of a metric over the components with positives (none: 0.0)."""
+    present = [values[name] for values in metrics.values() if values["support"] > 0]
+    return sum(present) / len(present) if present else 0.0
 
 
-def confusion_matrix(predictions: DataFrame) -> list[list[int]]:
-    """Rows: actual class 0..4; columns: predicted class 0..4."""
+def confusion_matrix(predictions: DataFrame, predicted: str = "alert_component") -> list[list[int]]:
+    """Rows: actual class 0..4; columns: predicted class 0..4 (the alerted component)."""
     counts = {
-        (int(row["label"]), int(row["predicted_component"])): int(row["count"])
-        for row in predictions.groupBy("label", "predicted_component").count().collect()
+        (int(row["label"]), int(row[predicted])): int(row["count"])
+        for row in predictions.groupBy("label", predicted).count().collect()
     }
     return [
         [counts.get((actual, predicted), 0) for predicted in range(CLASSES)]
@@ -226,8 +304,25 @@ def feature_importances(model: PipelineModel) -> dict[str, float]:
     assembler = next(stage for stage in model.stages if isinstance(stage, VectorAssembler))
     classifier = model.stages[-1]
     names = [name.split("__")[0] for name in assembler.getInputCols()]
-    values = classifier.featureImportances.toArray()  # type: ignore[attr-defined]
+    if isinstance(classifier, OneVsRestModel):
+        # The mean of the binary models' importances, each summing to 1.
+        values = np.mean(
+            [m.featureImportances.toArray() for m in classifier.models],  # type: ignore[attr-defined]
+            axis=0,
+        )
+    else:
+        values = classifier.featureImportances.toArray()  # type: ignore[attr-defined]
     return {name: float(value) for name, value in zip(names, values, strict=True)}
+
+
+@dataclass(frozen=True)
+class ChampionScore:
+    """The champion's macro PR-AUC on validation rows neither model trained on."""
+
+    version: str
+    macro_pr_auc: float
+    rows: int
+    basis: str
 
 
 @dataclass(frozen=True)
@@ -235,25 +330,168 @@ class GateResult:
     passed: bool
     reasons: list[str]
     macro_pr_auc: float
-    champion_macro_pr_auc: float | None
+    floor: float
+    champion: ChampionScore | None
+    challenger_macro_pr_auc: float | None
 
 
 def quality_gate(
     metrics: dict[str, dict[str, float]],
-    champion_metrics: dict[str, dict[str, float]] | None,
-    min_macro_pr_auc: float,
-    champion_tolerance: float,
+    min_lift: float,
+    champion: ChampionScore | None = None,
+    challenger_macro_pr_auc: float | None = None,
+    champion_tolerance: float = 0.02,
 ) -> GateResult:
-    """A new version may become champion if its macro PR-AUC clears the floor and is not worse
-    than the champion's on the same validation rows (by more than the tolerance)."""
+    """May the new version become its month's model (and champion)?
+
+    1. Macro PR-AUC over the components with validation positives must reach `min_lift` times
+       their mean base rate (the PR-AUC of a ranking by chance): a floor that follows how rare
+       failures are, instead of a fixed number.
+    2. Where a champion exists, the new model's macro PR-AUC on validation rows neither model
+       trained on (`challenger_macro_pr_auc`) may be at most `champion_tolerance` below the
+       champion's on the same rows.
+    """
+    present = {name: values for name, values in metrics.items() if values["support"] > 0}
     score = macro(metrics, "pr_auc")
     reasons = []
-    if score < min_macro_pr_auc:
-        reasons.append(f"macro PR-AUC {score:.3f} below the floor {min_macro_pr_auc:.3f}")
-    champion_score = macro(champion_metrics, "pr_auc") if champion_metrics else None
-    if champion_score is not None and score < champion_score - champion_tolerance:
+    if not present:
+        reasons.append("no component has a failure in the validation window")
+        floor = 0.0
+    else:
+        base_rate = sum(values["base_rate"] for values in present.values()) / len(present)
+        floor = min_lift * base_rate
+        if score < floor:
+            reasons.append(
+                f"macro PR-AUC {score:.3f} over {', '.join(present)} is below the floor "
+                f"{floor:.3f} ({min_lift:g} x their mean base rate {base_rate:.3f})"
+            )
+    if (
+        champion is not None
+        and challenger_macro_pr_auc is not None
+        and challenger_macro_pr_auc < champion.macro_pr_auc - champion_tolerance
+    ):
         reasons.append(
-            f"macro PR-AUC {score:.3f} worse than the champion's {champion_score:.3f} "
-            f"(tolerance {champion_tolerance:.3f}) on the same validation rows"
+            f"macro PR-AUC {challenger_macro_pr_auc:.3f} worse than champion "
+            f"v{champion.version}'s {champion.macro_pr_auc:.3f} (tolerance "
+            f"{champion_tolerance:.3f}) on {champion.rows} validation rows {champion.basis}"
         )
-    return GateResult(not reasons, reasons, score, champion_score)
+    return GateResult(not reasons, reasons, score, floor, champion, challenger_macro_pr_auc)
+
+
+def rows_unseen_by(rows: DataFrame, cutoff: datetime, horizon_hours: int) -> DataFrame:
+    """The rows whose labels a model trained at `cutoff` never saw: t + H > cutoff."""
+    return rows.where(
+        F.col("datetime") > timestamp_literal(cutoff - timedelta(hours=horizon_hours))
+    )
+
+
+def fit_decision_policy(predictions: DataFrame, params: DecisionParams) -> decision.DecisionPolicy:
+    """Collect the validation rows' labels and component probabilities, fit the thresholds."""
+    collected = np.array(
+        predictions.select(F.col("label").cast("double"), *COMPONENT_PROBABILITY_COLUMNS).collect(),
+        dtype=np.float64,
+    ).reshape(-1, 1 + len(COMPONENT_PROBABILITY_COLUMNS))
+    labels = collected[:, 0].astype(np.int64)
+    probabilities = {name: collected[:, index] for index, name in enumerate(CLASS_NAMES[1:], 1)}
+    return decision.fit_policy(
+        labels,
+        probabilities,
+        params.strategy,
+        precision_target=params.precision_target,
+        daily_alert_budget=params.daily_alert_budget,
+    )
+
+
+class NotEnoughHistoryError(ValueError):
+    """Too few labelled rows before the cutoff to train and validate."""
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """What one training step produced."""
+
+    model: PipelineModel  # what ships: the refit on every labelled row, or the validated fit
+    validated_model: PipelineModel
+    validation: DataFrame
+    predictions: DataFrame  # the validated fit's scores of the validation rows, with alerts
+    metrics: dict[str, dict[str, float]]
+    policy: decision.DecisionPolicy
+    train_rows: int
+    validation_rows: int
+    refit_rows: int
+
+
+def train_and_validate(
+    rows: DataFrame,
+    cutoff: datetime,
+    horizon_hours: int,
+    validation_days: int,
+    params: ClassifierParams,
+    decision_params: DecisionParams,
+    refit_on_all: bool = True,
+) -> TrainingOutcome:
+    """Split at the cutoff, fit on the training rows, validate, fit the decision policy on the
+    validation rows, then (by default) refit on every labelled row.
+
+    The held-out metrics of the validated fit are what the gate judges; the refit (validation
+    rows included, so it cannot be measured there) is what ships, with the validated policy.
+    """
+    train, validation = temporal_split(rows, cutoff, horizon_hours, validation_days)
+    train_rows, validation_rows = train.count(), validation.count()
+    if train_rows == 0 or validation_rows == 0:
+        raise NotEnoughHistoryError(
+            f"Not enough labelled history before the cutoff {cutoff.date()}: {train_rows} "
+            f"training and {validation_rows} validation rows. Materialise machine_features and "
+            f"failure_labels for the days before the cutoff (at least {validation_days} days "
+            "+ 2 x the horizon)."
+        )
+    validated_model = fit(train, params)
+    scored = predict(validated_model, validation).cache()
+    policy = fit_decision_policy(scored, decision_params)
+    predictions = decision.alerts(scored, policy, COMPONENT_PROBABILITY_COLUMNS)
+    metrics = component_metrics(predictions)
+    model = fit(rows, params) if refit_on_all else validated_model
+    scored.unpersist()
+    return TrainingOutcome(
+        model=model,
+        validated_model=validated_model,
+        validation=validation,
+        predictions=predictions,
+        metrics=metrics,
+        policy=policy,
+        train_rows=train_rows,
+        validation_rows=validation_rows,
+        refit_rows=rows.count() if refit_on_all else train_rows,
+    )
+
+
+def compare_with_champion(
+    outcome: TrainingOutcome,
+    champion_model: PipelineModel,
+    champion_version: str,
+    champion_cutoff: datetime,
+    horizon_hours: int,
+) -> tuple[ChampionScore, float] | None:
+    """Champion and challenger macro PR-AUC on the validation rows the champion never saw.
+
+    The challenger's validated fit never saw any validation row; the champion saw the rows up
+    to its own cutoff - H. None when the champion saw them all (e.g. the same month retrained).
+    """
+    unseen = rows_unseen_by(outcome.validation, champion_cutoff, horizon_hours).cache()
+    rows = unseen.count()
+    if rows == 0:
+        unseen.unpersist()
+        return None
+    champion_metrics = component_metrics(
+        predict(champion_model, unseen), predicted="predicted_component"
+    )
+    challenger_metrics = component_metrics(
+        rows_unseen_by(outcome.predictions, champion_cutoff, horizon_hours)
+    )
+    unseen.unpersist()
+    basis = (
+        f"after champion v{champion_version}'s cutoff - H "
+        f"({(champion_cutoff - timedelta(hours=horizon_hours)).isoformat()})"
+    )
+    champion = ChampionScore(champion_version, macro(champion_metrics, "pr_auc"), rows, basis)
+    return champion, macro(challenger_metrics, "pr_auc")

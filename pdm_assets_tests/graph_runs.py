@@ -27,7 +27,7 @@ RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 
 
-SMALL_MODEL = {"num_trees": 5, "validation_days": 7, "min_macro_pr_auc": 0.0}
+SMALL_MODEL = {"num_trees": 5, "validation_days": 7, "min_pr_auc_lift": 0.0}
 
 
 def run(defs: dg.Definitions, job: str, **kwargs: object) -> float:

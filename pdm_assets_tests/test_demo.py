@@ -15,7 +15,7 @@ def test_demo_runs_the_whole_graph_and_reports(
     monkeypatch.setenv("PDM_SIM_MACHINES", "8")
     monkeypatch.setenv("PDM_SIM_DAYS", "75")  # 2015-01-01 .. 2015-03-16
     # Eight machines give too few failures for the gate's fleet-sized floor.
-    assert demo.main(["--min-macro-pr-auc", "0"]) == 0
+    assert demo.main(["--min-pr-auc-lift", "0"]) == 0
     report = capsys.readouterr().out
     assert "model cutoff: 2015-03-01; scored 2015-03-01 .. 2015-03-16" in report
     for component in ("comp1", "comp2", "comp3", "comp4"):

@@ -81,7 +81,7 @@ def _prepare_home(home: Path) -> dict[str, str]:
                 },
             )
             assert ingest.success
-            small = {"num_trees": 5, "validation_days": 7, "min_macro_pr_auc": 0.0}
+            small = {"num_trees": 5, "validation_days": 7, "min_pr_auc_lift": 0.0}
             train = defs.resolve_job_def(TRAIN_JOB).execute_in_process(
                 instance=instance,
                 partition_key="2015-02-01",
@@ -165,9 +165,7 @@ def test_chromium_renders_the_asset_graph(server: Server, tmp_path: Path) -> Non
     url = f"{server.url}/locations/pdm_assets.definitions/asset-groups/features"
     with open_page(url, tmp_path / "profile") as page:
         # The graph draws its nodes one by one: wait until both are drawn.
-            nodes = page.wait_for_text(
-                ["machine_features", "failure_labels"], timeout=90, every=True
-            )
+        nodes = page.wait_for_text(["machine_features", "failure_labels"], timeout=90, every=True)
         assert nodes, f"the asset graph page shows no asset nodes: {page.text()[:500]}"
         # A first visit shows a "Join the community" dialog over the graph.
         if page.wait_for_text(["Join the Dagster community"], timeout=5):

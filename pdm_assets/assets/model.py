@@ -1,41 +1,62 @@
 """The model: a Spark ML pipeline per monthly cutoff, tracked and registered in MLflow."""
 
 from collections.abc import Iterator
+from datetime import datetime
 from functools import partial
-from typing import Literal
 
 import dagster as dg
 from dagster_mlflow import end_mlflow_on_run_finished
 from dagster_mlflow.resources import MlFlow
-from mlflow import active_run, log_figure, log_metrics, log_params, set_tags
+from mlflow import active_run, log_figure
 from pydantic import Field
 from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame
 
-from pdm_assets import plots, training
+from pdm_assets import decision, plots, training
 from pdm_assets.partitions import GraphPartitions, partition_window
-from pdm_assets.registry import CUTOFF_TAG, PARTITION_TAG, ModelRegistry
+from pdm_assets.registry import ModelRegistry
 from pdm_assets.spark import StepLauncherParam
+from pdm_assets.timewindow import midnight
 
 MODEL_GROUP = "model"
 QUALITY_GATE = "quality_gate"
+NO_CHAMPION_COMPARISON = (
+    "not compared: no champion, or one trained after this cutoff, or one of this cutoff with "
+    "another validation window"
+)
 
 
 class ModelConfig(dg.Config):
-    """Hyperparameters and validation of the failure model."""
+    """Hyperparameters, validation, decision policy and quality gate of the failure model.
 
-    classifier: Literal["random_forest", "decision_tree"] = Field(
-        default="random_forest", description="Spark ML classifier."
+    The defaults were chosen on validation over simulated fleets (benchmarks/model_quality.py,
+    benchmarks/model_selection.py); the README's "Model and gate" section has the figures.
+    """
+
+    classifier: training.Classifier = Field(
+        default="random_forest",
+        description="Spark ML learner: random_forest, gbt_one_vs_rest (one boosted binary "
+        "model per class) or decision_tree.",
     )
-    num_trees: int = Field(
-        default=40, description="Trees in the forest; 40 trains in well under a minute on 2 cores."
-    )
-    max_depth: int = Field(default=15, description="Maximum depth of each tree.")
+    num_trees: int = Field(default=40, description="Trees in the forest.")
+    max_depth: int = Field(default=15, description="Maximum depth of each tree of the forest.")
     feature_subset_strategy: str = Field(
         default="sqrt", description="Features considered per split (Spark's featureSubsetStrategy)."
     )
     subsampling_rate: float = Field(default=0.632, description="Share of rows sampled per tree.")
-    min_instances_per_node: int = Field(default=1, description="Minimum rows per leaf.")
+    min_instances_per_node: int = Field(
+        default=20,
+        description="Minimum rows per leaf: leaves of a few rows give probabilities of 0 or 1, "
+        "which no threshold can rank.",
+    )
+    class_weighting: training.ClassWeighting = Field(
+        default="none",
+        description="Row weights per class: none, sqrt_balanced or balanced (n / (k n_c)). The "
+        "decision policy's thresholds, not the weights, set how often it alerts.",
+    )
+    gbt_iterations: int = Field(default=30, description="gbt_one_vs_rest: boosting rounds.")
+    gbt_max_depth: int = Field(default=5, description="gbt_one_vs_rest: depth of each tree.")
+    gbt_step_size: float = Field(default=0.2, description="gbt_one_vs_rest: learning rate.")
     validation_days: int = Field(
         default=21,
         description="Days of observations before cutoff - horizon held out for validation.",
@@ -45,15 +66,26 @@ class ModelConfig(dg.Config):
         description="After validating, refit on every labelled row before the cutoff.",
     )
     seed: int = Field(default=42, description="Random seed of the classifier.")
-    min_macro_pr_auc: float = Field(
-        default=0.10,
-        description="Quality gate: the floor of the mean per-component PR-AUC on validation "
-        "(chance is the failure rate, a few percent).",
+    decision_strategy: decision.Strategy = Field(
+        default="max_f1",
+        description="How the alert thresholds are fitted on validation: max_f1 (each "
+        "component's F1), precision_target, or daily_top_k (an alert budget per day).",
+    )
+    precision_target: float = Field(
+        default=0.5, description="precision_target: the validation precision each threshold needs."
+    )
+    daily_alert_budget: int = Field(
+        default=10, description="daily_top_k: machines that may alert per day."
+    )
+    min_pr_auc_lift: float = Field(
+        default=2.0,
+        description="Quality gate: macro PR-AUC (over components with validation failures) must "
+        "reach this multiple of their mean base rate, the PR-AUC of a ranking by chance.",
     )
     champion_tolerance: float = Field(
         default=0.02,
-        description="Quality gate: how much lower than the champion's macro PR-AUC on the same "
-        "validation rows the new version may score.",
+        description="Quality gate: how much lower than the champion's macro PR-AUC, on "
+        "validation rows neither model trained on, the new version may score.",
     )
 
     def params(self) -> training.ClassifierParams:
@@ -64,19 +96,31 @@ class ModelConfig(dg.Config):
             feature_subset_strategy=self.feature_subset_strategy,
             subsampling_rate=self.subsampling_rate,
             min_instances_per_node=self.min_instances_per_node,
+            class_weighting=self.class_weighting,
+            gbt_iterations=self.gbt_iterations,
+            gbt_max_depth=self.gbt_max_depth,
+            gbt_step_size=self.gbt_step_size,
             seed=self.seed,
+        )
+
+    def decision_params(self) -> training.DecisionParams:
+        return training.DecisionParams(
+            strategy=self.decision_strategy,
+            precision_target=self.precision_target,
+            daily_alert_budget=self.daily_alert_budget,
         )
 
 
 def metrics_table(metrics: dict[str, dict[str, float]]) -> str:
     lines = [
-        "| component | precision | recall | F1 | PR-AUC | support |",
-        "|---|---|---|---|---|---|",
+        "| component | precision | recall | F1 | PR-AUC | base rate | support |",
+        "|---|---|---|---|---|---|---|",
     ]
     for component, values in metrics.items():
         lines.append(
             f"| {component} | {values['precision']:.3f} | {values['recall']:.3f} | "
-            f"{values['f1']:.3f} | {values['pr_auc']:.3f} | {int(values['support'])} |"
+            f"{values['f1']:.3f} | {values['pr_auc']:.3f} | {values.get('base_rate', 0.0):.4f} "
+            f"| {int(values['support'])} |"
         )
     return "\n".join(lines)
 
@@ -89,8 +133,9 @@ def build_model_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
         description=(
             "A Spark ML pipeline (random forest by default) trained on labelled rows with "
             "t + H <= cutoff, the first day of the partition's month; validated on the last "
-            "weeks before the cutoff with a horizon gap, logged to MLflow and registered as a "
-            "new version tagged with its cutoff."
+            "weeks before the cutoff with a horizon gap, where the decision policy (per-component "
+            "alert thresholds) is fitted; logged to MLflow with its policy and registered as a "
+            "new version tagged with its cutoff and thresholds."
         ),
         partitions_def=partitions.monthly,
         # Each month is its own model and MLflow run.
@@ -107,9 +152,11 @@ def build_model_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
                 asset="failure_model",
                 blocking=True,
                 description=(
-                    "The new version becomes champion only if its macro PR-AUC on validation "
-                    "clears ModelConfig.min_macro_pr_auc and is not worse than the current "
-                    "champion's on the same rows (within champion_tolerance)."
+                    "The new version is used for its month (and becomes champion) only if its "
+                    "macro PR-AUC over the components with validation failures reaches "
+                    "min_pr_auc_lift x their mean base rate, and is not worse than the "
+                    "champion's on validation rows neither trained on (within "
+                    "champion_tolerance)."
                 ),
             )
         ],
@@ -126,29 +173,30 @@ def build_model_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
         failure_labels: DataFrame,
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         cutoff = partition_window(context.partition_time_window).start
-        rows = training.training_rows(machine_features, failure_labels, cutoff, horizon_hours)
-        rows = rows.cache()
-        train, validation = training.temporal_split(
-            rows, cutoff, horizon_hours, config.validation_days
-        )
-        train_rows, validation_rows, all_rows = train.count(), validation.count(), rows.count()
-        if train_rows == 0 or validation_rows == 0:
-            raise dg.Failure(
-                description=(
-                    f"Not enough labelled history before the cutoff {cutoff.date()}: "
-                    f"{train_rows} training and {validation_rows} validation rows. Materialise "
-                    "machine_features and failure_labels for the days before the cutoff "
-                    f"(at least {config.validation_days} days + 2 x the horizon)."
-                )
+        rows = training.training_rows(
+            machine_features, failure_labels, cutoff, horizon_hours
+        ).cache()
+        try:
+            outcome = training.train_and_validate(
+                rows,
+                cutoff,
+                horizon_hours,
+                config.validation_days,
+                config.params(),
+                config.decision_params(),
+                config.refit_on_all,
             )
-        params = config.params()
-        validated_model = training.fit(train, params)
-        predictions = training.predict(validated_model, validation)
-        metrics = training.component_metrics(predictions)
-        # The held-out metrics of the validated fit are what the gate judges; the refit on every
-        # labelled row (validation included, so it cannot be measured there) is what ships.
-        model = training.fit(rows, params) if config.refit_on_all else validated_model
-
+        except training.NotEnoughHistoryError as error:
+            raise dg.Failure(description=str(error)) from error
+        comparison = _compare_with_champion(model_registry, outcome, cutoff, config, horizon_hours)
+        champion, challenger_score = comparison if comparison else (None, None)
+        gate = training.quality_gate(
+            outcome.metrics,
+            config.min_pr_auc_lift,
+            champion,
+            challenger_score,
+            config.champion_tolerance,
+        )
         active = active_run()
         assert active is not None, "the mlflow resource starts a run for every Dagster run"
         abandoned = model_registry.end_abandoned_runs(
@@ -156,58 +204,36 @@ def build_model_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
         )
         if abandoned:
             context.log.warning(f"marked {len(abandoned)} MLflow runs of dead Dagster runs KILLED")
-        partition = context.partition_key
-        set_tags(
-            {
-                CUTOFF_TAG: cutoff.date().isoformat(),
-                PARTITION_TAG: partition,
-                "dagster_asset": context.asset_key.to_user_string(),
-            }
+        version = model_registry.record_training(
+            outcome,
+            gate,
+            cutoff.date(),
+            context.run_id,
+            context.partition_key,
+            {**config.model_dump(), "horizon_hours": horizon_hours, "cutoff": str(cutoff.date())},
         )
-        log_params(
-            {**config.model_dump(), "horizon_hours": horizon_hours, "cutoff": str(cutoff.date())}
-        )
-        log_metrics(
-            {
-                f"{component}_{name}": value
-                for component, values in metrics.items()
-                for name, value in values.items()
-            }
-            | {"train_rows": train_rows, "validation_rows": validation_rows}
-        )
-        version = model_registry.log_and_register(
-            model, cutoff.date(), context.run_id, partition, example_rows=validation
-        )
-        champion = model_registry.champion()
-        champion_metrics = (
-            training.component_metrics(
-                training.predict(model_registry.load(champion.version), validation)
-            )
-            if champion is not None
-            else None
-        )
-        gate = training.quality_gate(
-            metrics, champion_metrics, config.min_macro_pr_auc, config.champion_tolerance
-        )
-        model_registry.publish(version.version, gate.passed)
-        pictures = model_pictures(validated_model, predictions)
-        experiment_id = active.info.experiment_id
-        run_id = active.info.run_id
+        pictures = model_pictures(outcome.validated_model, outcome.predictions)
         rows.unpersist()
+        run_id = active.info.run_id
         yield dg.MaterializeResult(
             metadata={
                 "cutoff": cutoff.date().isoformat(),
-                "training_rows": train_rows,
-                "validation_rows": validation_rows,
-                "refit_rows": all_rows if config.refit_on_all else train_rows,
-                "metrics": dg.MetadataValue.md(metrics_table(metrics)),
-                "macro_f1": training.macro(metrics, "f1"),
+                "training_rows": outcome.train_rows,
+                "validation_rows": outcome.validation_rows,
+                "refit_rows": outcome.refit_rows,
+                "metrics": dg.MetadataValue.md(metrics_table(outcome.metrics)),
+                "decision_policy": dg.MetadataValue.md(
+                    f"strategy: {outcome.policy.strategy}\n\n{outcome.policy.table()}"
+                ),
+                "macro_f1": training.macro(outcome.metrics, "f1"),
                 "macro_pr_auc": gate.macro_pr_auc,
                 "model_name": model_registry.model_name,
                 "model_version": int(version.version),
-                "champion": gate.passed,
+                "passed_gate": gate.passed,
                 "mlflow_run_id": run_id,
-                "mlflow_run": dg.MetadataValue.url(model_registry.run_url(experiment_id, run_id)),
+                "mlflow_run": dg.MetadataValue.url(
+                    model_registry.run_url(active.info.experiment_id, run_id)
+                ),
                 "mlflow_model_version": dg.MetadataValue.url(
                     model_registry.version_url(version.version)
                 ),
@@ -222,15 +248,60 @@ def build_model_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
             passed=gate.passed,
             metadata={
                 "macro_pr_auc": gate.macro_pr_auc,
-                "champion_macro_pr_auc": gate.champion_macro_pr_auc
-                if gate.champion_macro_pr_auc is not None
-                else "no champion yet",
+                "floor": gate.floor,
+                "champion": (
+                    f"v{gate.champion.version}: {gate.champion.macro_pr_auc:.3f} against "
+                    f"{gate.challenger_macro_pr_auc:.3f} on {gate.champion.rows} rows "
+                    f"{gate.champion.basis}"
+                    if gate.champion is not None
+                    else NO_CHAMPION_COMPARISON
+                ),
                 "reasons": "; ".join(gate.reasons) or "passed",
                 "model_version": int(version.version),
             },
         )
 
     return failure_model
+
+
+def _compare_with_champion(
+    registry: ModelRegistry,
+    outcome: training.TrainingOutcome,
+    cutoff: datetime,
+    config: ModelConfig,
+    horizon_hours: int,
+) -> tuple[training.ChampionScore, float] | None:
+    """Champion and challenger macro PR-AUC on validation rows neither model trained on.
+
+    A champion of the same month saw every validation row in its refit; its own held-out score
+    on the same validation window (same cutoff and validation days) is the fair comparison.
+    """
+    champion = registry.champion()
+    if champion is None:
+        return None
+    recorded = registry.recorded_validation(champion)
+    champion_cutoff = midnight(recorded.cutoff)
+    if champion_cutoff < cutoff:
+        return training.compare_with_champion(
+            outcome,
+            registry.load(champion.version),
+            champion.version,
+            champion_cutoff,
+            horizon_hours,
+        )
+    if (
+        champion_cutoff == cutoff
+        and recorded.validation_days == config.validation_days
+        and recorded.macro_pr_auc is not None
+    ):
+        score = training.ChampionScore(
+            champion.version,
+            recorded.macro_pr_auc,
+            outcome.validation_rows,
+            "of the same validation window (both validated fits)",
+        )
+        return score, training.macro(outcome.metrics, "pr_auc")
+    return None
 
 
 def _run_is_over(instance: dg.DagsterInstance, run_id: str) -> bool:

@@ -1,44 +1,27 @@
 """Scores: every machine at every observation time of the day, by the model of the day's month."""
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import date, timedelta
 from functools import reduce
 
 import dagster as dg
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
-from pdm_assets import plots, training
+from pdm_assets import plots, scoring
 from pdm_assets.partitions import GraphPartitions, partition_window
 from pdm_assets.registry import ModelRegistry
 from pdm_assets.spark import StepLauncherParam
-from pdm_assets.timewindow import Window
 
 SCORING_GROUP = "scoring"
-_ONE_DAY = timedelta(days=1)
-
-
-def months_of(window: Window) -> list[tuple[date, Window]]:
-    """Split a window of days into the parts that fall in each month."""
-    parts: list[tuple[date, Window]] = []
-    for day in window.days:
-        month = day.replace(day=1)
-        if parts and parts[-1][0] == month:
-            parts[-1] = (month, Window.of_days(parts[-1][1].first_day, day + _ONE_DAY))
-        else:
-            parts.append((month, Window.of_days(day, day + _ONE_DAY)))
-    return parts
 
 
 def build_scores_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
     @dg.asset(
         group_name=SCORING_GROUP,
         description=(
-            "For each machine and observation time: predicted component (0 = none), one "
-            "probability per class, the probability of any failure, and the model version "
-            "(the model of the day's month) that produced them. Skipped, with the reason, "
-            "when a month of the range has no registered model."
+            "For each machine and observation time: one probability per class, the probability "
+            "of any failure, the alert and its component chosen by the decision policy stored "
+            "with the model version (the model of the day's month), and that version. Skipped, "
+            "with the reason, when a month of the range has no registered model."
         ),
         partitions_def=partitions.daily,
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -51,7 +34,10 @@ def build_scores_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
             dg.AssetCheckSpec(
                 "probabilities_valid",
                 asset="machine_scores",
-                description="Every probability in [0, 1] and the five of a row sum to 1.",
+                description=(
+                    "Every probability in [0, 1], the five of a row sum to 1, and a row alerts "
+                    "exactly when it names a component."
+                ),
             ),
             dg.AssetCheckSpec(
                 "every_active_machine_scored",
@@ -67,7 +53,7 @@ def build_scores_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
         machine_features: DataFrame,
     ) -> Iterator[dg.Output[DataFrame] | dg.AssetCheckResult | dg.AssetObservation]:
         window = partition_window(context.partition_time_window)
-        months = months_of(window)
+        months = scoring.months_of(window)
         versions = {month: model_registry.version_for_cutoff(month) for month, _ in months}
         missing = [month.isoformat() for month, version in versions.items() if version is None]
         if missing:
@@ -96,28 +82,23 @@ def build_scores_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
             )
             return
         scored_parts = []
+        policies = {}
         for month, part in months:
             version = versions[month]
             assert version is not None
-            model = model_registry.load(version.version)
-            features_of_month = machine_features.where(part.contains("datetime"))
+            policies[month] = model_registry.load_policy(version)
             scored_parts.append(
-                training.predict(model, features_of_month).select(
-                    "machine_id",
-                    "datetime",
-                    "predicted_component",
-                    *training.PROBABILITY_COLUMNS,
-                    (F.lit(1.0) - F.col(training.PROBABILITY_COLUMNS[0])).alias(
-                        "failure_probability"
-                    ),
-                    F.lit(model_registry.model_name).alias("model_name"),
-                    F.lit(int(version.version)).alias("model_version"),
-                    F.lit(month).alias("model_cutoff"),
-                    "date",
+                scoring.score_rows(
+                    model_registry.load(version.version),
+                    policies[month],
+                    machine_features.where(part.contains("datetime")),
+                    model_registry.model_name,
+                    int(version.version),
+                    month,
                 )
             )
         scores = reduce(DataFrame.unionByName, scored_parts).localCheckpoint(eager=True)
-        summary = score_summary(scores, machine_features)
+        summary = scoring.score_summary(scores, machine_features)
         yield dg.Output(
             scores,
             metadata={
@@ -128,7 +109,14 @@ def build_scores_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
                 "rows": summary.rows,
                 "machines_scored": summary.machines,
                 "alerts": summary.alerts,
+                "alerts_by_component": dg.MetadataValue.json(summary.alerts_by_component),
                 "alert_rate": summary.alerts / summary.rows if summary.rows else 0.0,
+                "decision_policy": dg.MetadataValue.md(
+                    "\n\n".join(
+                        f"**{month.isoformat()}** ({policy.strategy})\n\n{policy.table()}"
+                        for month, policy in policies.items()
+                    )
+                ),
                 "score_distribution": plots.markdown_image(
                     plots.to_png(plots.score_distribution(summary.failure_probabilities)),
                     "score distribution",
@@ -137,8 +125,11 @@ def build_scores_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
         )
         yield dg.AssetCheckResult(
             check_name="probabilities_valid",
-            passed=summary.invalid_rows == 0,
-            metadata={"invalid_rows": summary.invalid_rows},
+            passed=summary.invalid_rows == 0 and summary.inconsistent_alerts == 0,
+            metadata={
+                "invalid_rows": summary.invalid_rows,
+                "inconsistent_alerts": summary.inconsistent_alerts,
+            },
         )
         yield dg.AssetCheckResult(
             check_name="every_active_machine_scored",
@@ -147,39 +138,3 @@ def build_scores_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
         )
 
     return machine_scores
-
-
-@dataclass(frozen=True)
-class ScoreSummary:
-    rows: int
-    machines: int
-    alerts: int
-    invalid_rows: int
-    unscored_rows: int
-    failure_probabilities: list[float]
-
-
-def score_summary(scores: DataFrame, features: DataFrame) -> ScoreSummary:
-    probabilities = [F.col(name) for name in training.PROBABILITY_COLUMNS]
-    out_of_range = reduce(
-        lambda a, b: a | b, [(p < 0) | (p > 1) | p.isNull() for p in probabilities]
-    )
-    total = reduce(lambda a, b: a + b, probabilities)
-    invalid = out_of_range | (F.abs(total - F.lit(1.0)) > F.lit(1e-6))
-    counts = scores.agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.countDistinct("machine_id").alias("machines"),
-        F.sum(F.when(F.col("predicted_component") > 0, 1).otherwise(0)).alias("alerts"),
-        F.sum(F.when(invalid, 1).otherwise(0)).alias("invalid"),
-    ).first()
-    assert counts is not None
-    unscored = features.join(scores, ["machine_id", "datetime"], "left_anti").count()
-    distribution = [row[0] for row in scores.select("failure_probability").collect()]
-    return ScoreSummary(
-        rows=int(counts["rows"]),
-        machines=int(counts["machines"]),
-        alerts=int(counts["alerts"] or 0),
-        invalid_rows=int(counts["invalid"] or 0),
-        unscored_rows=unscored,
-        failure_probabilities=distribution,
-    )

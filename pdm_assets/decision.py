@@ -1,0 +1,222 @@
+"""The decision policy: which scored rows raise an alert, and for which component.
+
+A policy is fitted on the validation window at training time, stored with the model version,
+and applied by scoring. Three strategies:
+
+* ``max_f1`` (default): per component, the probability threshold that maximises that
+  component's F1 (one component against the rest) on validation;
+* ``precision_target``: per component, the lowest threshold whose validation precision reaches
+  the target (the most recall at that precision); a component that never reaches it never
+  alerts;
+* ``daily_top_k``: at most k machines alert per day: those with the highest failure
+  probability relative to their component's max-F1 threshold.
+
+A row alerts for the component whose probability stands highest over its threshold
+(probability / threshold), among those at or above it; ties go to the lower component number.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from functools import reduce
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+Strategy = Literal["max_f1", "precision_target", "daily_top_k"]
+STRATEGIES: tuple[str, ...] = ("max_f1", "precision_target", "daily_top_k")
+# A threshold above every probability: the component never alerts.
+NEVER = 1.01
+POLICY_FILE = "decision_policy.json"
+
+
+@dataclass(frozen=True)
+class ThresholdFit:
+    """A component's threshold and what it achieved on the validation rows."""
+
+    threshold: float
+    precision: float
+    recall: float
+    f1: float
+    alerts: int
+    positives: int
+
+
+@dataclass(frozen=True)
+class DecisionPolicy:
+    """Per-component probability thresholds and how they were chosen."""
+
+    strategy: Strategy
+    thresholds: dict[str, float]
+    validation: dict[str, ThresholdFit] = field(default_factory=dict)
+    precision_target: float | None = None
+    daily_alert_budget: int | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @staticmethod
+    def from_json(text: str) -> DecisionPolicy:
+        raw = json.loads(text)
+        return DecisionPolicy(
+            strategy=raw["strategy"],
+            thresholds={name: float(value) for name, value in raw["thresholds"].items()},
+            validation={
+                name: ThresholdFit(**values) for name, values in raw.get("validation", {}).items()
+            },
+            precision_target=raw.get("precision_target"),
+            daily_alert_budget=raw.get("daily_alert_budget"),
+        )
+
+    def table(self) -> str:
+        """Markdown: each component's threshold and its validation precision / recall / F1."""
+        lines = [
+            "| component | threshold | precision | recall | F1 | alerts | positives |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, threshold in self.thresholds.items():
+            fit = self.validation.get(name)
+            shown = "never" if threshold >= NEVER else f"{threshold:.4f}"
+            if fit is None:
+                lines.append(f"| {name} | {shown} | | | | | |")
+                continue
+            lines.append(
+                f"| {name} | {shown} | {fit.precision:.3f} | {fit.recall:.3f} | {fit.f1:.3f} "
+                f"| {fit.alerts} | {fit.positives} |"
+            )
+        return "\n".join(lines)
+
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+def _curve(scores: FloatArray, positive: BoolArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Distinct positive thresholds (descending) with the true positives and alerts at or above
+    each. A probability of 0 is no evidence: it is never a threshold."""
+    order = np.argsort(-scores, kind="stable")
+    ranked, hits = scores[order], positive[order].astype(np.float64)
+    true_positives = np.cumsum(hits)
+    alerts = np.arange(1, ranked.size + 1, dtype=np.float64)
+    # Rows tied on a score alert together: keep the last index of each distinct score.
+    last_of_tie = np.r_[ranked[1:] != ranked[:-1], True] & (ranked > 0)
+    return ranked[last_of_tie], true_positives[last_of_tie], alerts[last_of_tie]
+
+
+def _fit_at(threshold: float, scores: FloatArray, positive: BoolArray) -> ThresholdFit:
+    alerted = scores >= threshold
+    alerts, positives = int(alerted.sum()), int(positive.sum())
+    hits = int((alerted & positive).sum())
+    precision = hits / alerts if alerts else 0.0
+    recall = hits / positives if positives else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return ThresholdFit(float(threshold), precision, recall, f1, alerts, positives)
+
+
+def max_f1_threshold(scores: FloatArray, positive: BoolArray) -> ThresholdFit:
+    """The threshold with the highest F1 (ties: the higher threshold, fewer alerts)."""
+    thresholds, true_positives, alerts = _curve(scores, positive)
+    if not positive.any() or thresholds.size == 0:
+        return _fit_at(NEVER, scores, positive)
+    precision = true_positives / alerts
+    recall = true_positives / positive.sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    best = int(np.argmax(f1))  # the first maximum in descending thresholds: the highest
+    return _fit_at(float(thresholds[best]), scores, positive)
+
+
+def precision_target_threshold(
+    scores: FloatArray, positive: BoolArray, target: float
+) -> ThresholdFit:
+    """The lowest threshold whose precision reaches `target`; NEVER if none does."""
+    thresholds, true_positives, alerts = _curve(scores, positive)
+    if not positive.any() or thresholds.size == 0:
+        return _fit_at(NEVER, scores, positive)
+    reaching = np.nonzero(true_positives / alerts >= target)[0]
+    if reaching.size == 0:
+        return _fit_at(NEVER, scores, positive)
+    return _fit_at(float(thresholds[reaching[-1]]), scores, positive)
+
+
+def fit_policy(
+    labels: npt.NDArray[np.int64],
+    probabilities: dict[str, FloatArray],
+    strategy: Strategy = "max_f1",
+    precision_target: float = 0.5,
+    daily_alert_budget: int = 10,
+) -> DecisionPolicy:
+    """Fit per-component thresholds on validation rows.
+
+    `labels` holds each row's class (0 = none, c = component c first to fail within the
+    horizon); `probabilities` maps "comp1".."compN" to the model's probability of each row.
+    `daily_top_k` keeps the max-F1 thresholds to rank machines by and adds the budget.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown decision strategy {strategy!r}; choose one of {STRATEGIES}")
+    fits: dict[str, ThresholdFit] = {}
+    for index, (name, scores) in enumerate(probabilities.items(), start=1):
+        positive = labels == index
+        if strategy == "precision_target":
+            fits[name] = precision_target_threshold(scores, positive, precision_target)
+        else:
+            fits[name] = max_f1_threshold(scores, positive)
+    return DecisionPolicy(
+        strategy=strategy,
+        thresholds={name: fit.threshold for name, fit in fits.items()},
+        validation=fits,
+        precision_target=precision_target if strategy == "precision_target" else None,
+        daily_alert_budget=daily_alert_budget if strategy == "daily_top_k" else None,
+    )
+
+
+def _ratio(probability: str, threshold: float) -> Column:
+    # Fitted thresholds are positive (see _curve); a hand-written 0 means "never".
+    return F.col(probability) / F.lit(threshold) if threshold > 0 else F.lit(0.0)
+
+
+def alerts(scores: DataFrame, policy: DecisionPolicy, probability_columns: list[str]) -> DataFrame:
+    """Add `alert` (bool) and `alert_component` (0 = no alert) to scored rows.
+
+    `probability_columns` are the per-component probability columns, in the order of the
+    policy's thresholds (comp1 first).
+    """
+    thresholds = list(policy.thresholds.values())
+    if len(thresholds) != len(probability_columns):
+        raise ValueError(
+            f"the policy has {len(thresholds)} thresholds for "
+            f"{len(probability_columns)} probability columns"
+        )
+    pairs = zip(probability_columns, thresholds, strict=True)
+    ratios = [_ratio(column, threshold) for column, threshold in pairs]
+    best_ratio = F.greatest(*ratios) if len(ratios) > 1 else ratios[0]
+    # The first component whose ratio equals the best: ties go to the lower number.
+    best_component = reduce(
+        lambda chosen, item: chosen.when(item[1] == best_ratio, F.lit(item[0])),
+        list(enumerate(ratios, start=1))[1:],
+        F.when(ratios[0] == best_ratio, F.lit(1)),
+    )
+    ranked = scores.withColumn("_best_ratio", best_ratio).withColumn(
+        "_best_component", best_component
+    )
+    if policy.strategy == "daily_top_k":
+        budget = policy.daily_alert_budget or 0
+        # The session time zone is UTC (spark.py), so this is the UTC day.
+        ranked = ranked.withColumn("_day", F.to_date("datetime"))
+        day_score = F.max("_best_ratio").over(Window.partitionBy("_day", "machine_id"))
+        ranked = ranked.withColumn("_day_score", day_score)
+        machine_rank = F.dense_rank().over(
+            Window.partitionBy("_day").orderBy(F.col("_day_score").desc(), F.col("machine_id"))
+        )
+        alert = (machine_rank <= F.lit(budget)) & (F.col("_day_score") > 0)
+        ranked = ranked.withColumn("alert", alert).drop("_day_score", "_day")
+    else:
+        ranked = ranked.withColumn("alert", F.col("_best_ratio") >= F.lit(1.0))
+    return ranked.withColumn(
+        "alert_component",
+        F.when(F.col("alert"), F.col("_best_component")).otherwise(F.lit(0)).cast("int"),
+    ).drop("_best_ratio", "_best_component")
