@@ -13,12 +13,17 @@ and applied by scoring. Three strategies:
 
 A row alerts for the component whose probability stands highest over its threshold
 (probability / threshold), among those at or above it; ties go to the lower component number.
+
+Where the validation window cannot fit a component's threshold (no failure of it there, or the
+validated model gives it no probability, as on short histories), ``max_f1`` and ``daily_top_k``
+fall back to the break-even point of the shipped model on every labelled row: the threshold
+that alerts as many rows as there are failure rows of that component.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import reduce
 from typing import Literal
 
@@ -44,6 +49,7 @@ class ThresholdFit:
     f1: float
     alerts: int
     positives: int
+    fitted_on: str = "validation"
 
 
 @dataclass(frozen=True)
@@ -75,18 +81,18 @@ class DecisionPolicy:
     def table(self) -> str:
         """Markdown: each component's threshold and its validation precision / recall / F1."""
         lines = [
-            "| component | threshold | precision | recall | F1 | alerts | positives |",
-            "|---|---|---|---|---|---|---|",
+            "| component | threshold | precision | recall | F1 | alerts | positives | fitted on |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for name, threshold in self.thresholds.items():
             fit = self.validation.get(name)
             shown = "never" if threshold >= NEVER else f"{threshold:.4f}"
             if fit is None:
-                lines.append(f"| {name} | {shown} | | | | | |")
+                lines.append(f"| {name} | {shown} | | | | | | |")
                 continue
             lines.append(
                 f"| {name} | {shown} | {fit.precision:.3f} | {fit.recall:.3f} | {fit.f1:.3f} "
-                f"| {fit.alerts} | {fit.positives} |"
+                f"| {fit.alerts} | {fit.positives} | {fit.fitted_on} |"
             )
         return "\n".join(lines)
 
@@ -107,14 +113,16 @@ def _curve(scores: FloatArray, positive: BoolArray) -> tuple[FloatArray, FloatAr
     return ranked[last_of_tie], true_positives[last_of_tie], alerts[last_of_tie]
 
 
-def _fit_at(threshold: float, scores: FloatArray, positive: BoolArray) -> ThresholdFit:
+def _fit_at(
+    threshold: float, scores: FloatArray, positive: BoolArray, fitted_on: str = "validation"
+) -> ThresholdFit:
     alerted = scores >= threshold
     alerts, positives = int(alerted.sum()), int(positive.sum())
     hits = int((alerted & positive).sum())
     precision = hits / alerts if alerts else 0.0
     recall = hits / positives if positives else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return ThresholdFit(float(threshold), precision, recall, f1, alerts, positives)
+    return ThresholdFit(float(threshold), precision, recall, f1, alerts, positives, fitted_on)
 
 
 def max_f1_threshold(scores: FloatArray, positive: BoolArray) -> ThresholdFit:
@@ -141,6 +149,50 @@ def precision_target_threshold(
     if reaching.size == 0:
         return _fit_at(NEVER, scores, positive)
     return _fit_at(float(thresholds[reaching[-1]]), scores, positive)
+
+
+BREAK_EVEN = "labelled rows, break-even"
+
+
+def break_even_threshold(scores: FloatArray, positive: BoolArray) -> ThresholdFit:
+    """The highest threshold that alerts at least as many rows as there are positives
+    (precision = recall there, up to ties); NEVER without positives or positive scores."""
+    thresholds, _, alerts = _curve(scores, positive)
+    count = int(positive.sum())
+    if count == 0 or thresholds.size == 0:
+        return _fit_at(NEVER, scores, positive, BREAK_EVEN)
+    enough = np.nonzero(alerts >= count)[0]
+    chosen = thresholds[enough[0]] if enough.size else thresholds[-1]
+    return _fit_at(float(chosen), scores, positive, BREAK_EVEN)
+
+
+def needs_fallback(policy: DecisionPolicy) -> list[str]:
+    """Components the validation window left without a threshold, where the strategy allows a
+    fallback (a precision target that nothing reaches means: do not alert)."""
+    if policy.strategy == "precision_target":
+        return []
+    return [name for name, threshold in policy.thresholds.items() if threshold >= NEVER]
+
+
+def with_fallback(
+    policy: DecisionPolicy,
+    labels: npt.NDArray[np.int64],
+    probabilities: dict[str, FloatArray],
+) -> DecisionPolicy:
+    """Fill the components of `needs_fallback` with break-even thresholds on labelled rows
+    (`labels` and `probabilities` as in `fit_policy`, scored by the model that ships)."""
+    missing = needs_fallback(policy)
+    if not missing:
+        return policy
+    fits = dict(policy.validation)
+    for index, name in enumerate(probabilities, start=1):
+        if name in missing:
+            fits[name] = break_even_threshold(probabilities[name], labels == index)
+    return replace(
+        policy,
+        thresholds={name: fits[name].threshold for name in policy.thresholds},
+        validation=fits,
+    )
 
 
 def fit_policy(

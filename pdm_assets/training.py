@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.classification import (
     DecisionTreeClassifier,
@@ -385,14 +386,21 @@ def rows_unseen_by(rows: DataFrame, cutoff: datetime, horizon_hours: int) -> Dat
     )
 
 
-def fit_decision_policy(predictions: DataFrame, params: DecisionParams) -> decision.DecisionPolicy:
-    """Collect the validation rows' labels and component probabilities, fit the thresholds."""
+def _labels_and_probabilities(
+    predictions: DataFrame,
+) -> tuple[npt.NDArray[np.int64], dict[str, npt.NDArray[np.float64]]]:
     collected = np.array(
         predictions.select(F.col("label").cast("double"), *COMPONENT_PROBABILITY_COLUMNS).collect(),
         dtype=np.float64,
     ).reshape(-1, 1 + len(COMPONENT_PROBABILITY_COLUMNS))
     labels = collected[:, 0].astype(np.int64)
     probabilities = {name: collected[:, index] for index, name in enumerate(CLASS_NAMES[1:], 1)}
+    return labels, probabilities
+
+
+def fit_decision_policy(predictions: DataFrame, params: DecisionParams) -> decision.DecisionPolicy:
+    """Collect the validation rows' labels and component probabilities, fit the thresholds."""
+    labels, probabilities = _labels_and_probabilities(predictions)
     return decision.fit_policy(
         labels,
         probabilities,
@@ -435,6 +443,8 @@ def train_and_validate(
 
     The held-out metrics of the validated fit are what the gate judges; the refit (validation
     rows included, so it cannot be measured there) is what ships, with the validated policy.
+    Components the validation window cannot fit get the fallback of `decision.with_fallback`;
+    `metrics` stay those of the validated policy.
     """
     train, validation = temporal_split(rows, cutoff, horizon_hours, validation_days)
     train_rows, validation_rows = train.count(), validation.count()
@@ -452,6 +462,8 @@ def train_and_validate(
     metrics = component_metrics(predictions)
     model = fit(rows, params) if refit_on_all else validated_model
     scored.unpersist()
+    if decision.needs_fallback(policy):
+        policy = decision.with_fallback(policy, *_labels_and_probabilities(predict(model, rows)))
     return TrainingOutcome(
         model=model,
         validated_model=validated_model,

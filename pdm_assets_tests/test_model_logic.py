@@ -253,3 +253,31 @@ def test_both_learners_give_five_probabilities_that_sum_to_one(
         assert all(0.0 <= value <= 1.0 for value in probabilities)
         # The classes are separable: each row's own class is the most probable.
         assert int(np.argmax(probabilities)) == row["label"]
+
+
+def test_break_even_alerts_as_many_rows_as_there_are_failures() -> None:
+    # Three positives: the third-highest score, 0.7, alerts three rows (two of them hits).
+    fit = decision.break_even_threshold(SCORES, POSITIVE)
+    assert (fit.threshold, fit.alerts, fit.fitted_on) == (0.7, 3, decision.BREAK_EVEN)
+    assert fit.precision == pytest.approx(2 / 3) and fit.recall == pytest.approx(2 / 3)
+
+
+def test_fallback_fills_only_components_validation_could_not_fit() -> None:
+    validated = decision.fit_policy(
+        np.array([1, 0, 0]),
+        {"comp1": np.array([0.9, 0.1, 0.2]), "comp2": np.array([0.0, 0.0, 0.0])},
+    )
+    assert decision.needs_fallback(validated) == ["comp2"]
+    labelled = np.array([2, 0, 2, 0, 1])
+    probabilities = {
+        "comp1": np.array([0.1, 0.1, 0.1, 0.1, 0.8]),
+        "comp2": np.array([0.6, 0.5, 0.4, 0.1, 0.0]),
+    }
+    policy = decision.with_fallback(validated, labelled, probabilities)
+    assert policy.thresholds == {"comp1": 0.9, "comp2": 0.5}  # comp1 keeps its validated fit
+    assert policy.validation["comp2"].fitted_on == decision.BREAK_EVEN
+    # A precision target nothing reaches means "do not alert": no fallback.
+    strict = decision.fit_policy(
+        np.array([1, 0]), {"comp1": np.array([0.5, 0.5])}, "precision_target", 0.9
+    )
+    assert decision.needs_fallback(strict) == []
