@@ -25,14 +25,16 @@ from typing import Any
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 logger = logging.getLogger("model_selection")
 
+# Overrides of training.ClassifierParams, each spelled out in full, so a change of the defaults
+# does not change what a variant means.
 VARIANTS: dict[str, dict[str, Any]] = {
     "rf leaf1 balanced (before)": {"min_instances_per_node": 1, "class_weighting": "balanced"},
-    "rf leaf1": {"min_instances_per_node": 1},
-    "rf leaf20": {},
-    "rf leaf50": {"min_instances_per_node": 50},
-    "rf leaf20 sqrt_balanced": {"class_weighting": "sqrt_balanced"},
-    "rf leaf20 100 trees": {"num_trees": 100},
-    "gbt one-vs-rest": {"classifier": "gbt_one_vs_rest"},
+    "rf leaf1": {"min_instances_per_node": 1, "class_weighting": "none"},
+    "rf leaf20": {"min_instances_per_node": 20, "class_weighting": "none"},
+    "rf leaf50": {"min_instances_per_node": 50, "class_weighting": "none"},
+    "rf leaf20 sqrt_balanced": {"min_instances_per_node": 20, "class_weighting": "sqrt_balanced"},
+    "rf leaf20 100 trees": {"num_trees": 100, "class_weighting": "none"},
+    "gbt one-vs-rest": {"classifier": "gbt_one_vs_rest", "class_weighting": "none"},
 }
 
 

@@ -53,7 +53,7 @@ class ClassifierParams:
     feature_subset_strategy: str = "sqrt"
     subsampling_rate: float = 0.632
     min_instances_per_node: int = 20
-    class_weighting: ClassWeighting = "none"
+    class_weighting: ClassWeighting = "sqrt_balanced"
     gbt_iterations: int = 30
     gbt_max_depth: int = 5
     gbt_step_size: float = 0.2

@@ -50,9 +50,10 @@ class ModelConfig(dg.Config):
         "which no threshold can rank.",
     )
     class_weighting: training.ClassWeighting = Field(
-        default="none",
-        description="Row weights per class: none, sqrt_balanced or balanced (n / (k n_c)). The "
-        "decision policy's thresholds, not the weights, set how often it alerts.",
+        default="sqrt_balanced",
+        description="Row weights per class: none, sqrt_balanced (the square root of balanced) or "
+        "balanced (n / (k n_c)). The decision policy's thresholds, not the weights, set how "
+        "often it alerts.",
     )
     gbt_iterations: int = Field(default=30, description="gbt_one_vs_rest: boosting rounds.")
     gbt_max_depth: int = Field(default=5, description="gbt_one_vs_rest: depth of each tree.")

@@ -26,8 +26,9 @@ def build_outcomes_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
         group_name=MONITORING_GROUP,
         description=(
             "Per day and component: realised precision, recall and F1 of the alerts (the "
-            "decision policy's alert_component) against the labels known so far (materialise it a horizon after the day, once the day's "
-            "labels are no longer censored), the alert rate, and the drift of the day's "
+            "decision policy's alert_component) against the labels known so far (materialise "
+            "it a horizon after the day, once the day's labels are no longer censored), the "
+            "alert rate, and the drift of the day's "
             f"features from the {REFERENCE_DAYS} days before the scoring model's cutoff."
         ),
         partitions_def=partitions.daily,
