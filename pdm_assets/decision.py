@@ -257,8 +257,10 @@ def alerts(scores: DataFrame, policy: DecisionPolicy, probability_columns: list[
     )
     if policy.strategy == "daily_top_k":
         budget = policy.daily_alert_budget or 0
-        # The session time zone is UTC (spark.py), so this is the UTC day.
-        ranked = ranked.withColumn("_day", F.to_date("datetime"))
+        # Scored rows carry their partition's `date`; validation rows do not, and there the
+        # session time zone, UTC (spark.py), makes to_date the UTC day.
+        day = F.col("date") if "date" in scores.columns else F.to_date("datetime")
+        ranked = ranked.withColumn("_day", day)
         day_score = F.max("_best_ratio").over(Window.partitionBy("_day", "machine_id"))
         ranked = ranked.withColumn("_day_score", day_score)
         machine_rank = F.dense_rank().over(
