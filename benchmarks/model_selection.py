@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                 training.COMPONENT_PROBABILITY_COLUMNS,
             )
             month_metrics = training.component_metrics(scored)
+            outcome.predictions.unpersist()
             result = {
                 "work": str(work),
                 "variant": name,

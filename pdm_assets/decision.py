@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, replace
 from functools import reduce
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -33,7 +33,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 Strategy = Literal["max_f1", "precision_target", "daily_top_k"]
-STRATEGIES: tuple[str, ...] = ("max_f1", "precision_target", "daily_top_k")
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
 # A threshold above every probability: the component never alerts.
 NEVER = 1.01
 POLICY_FILE = "decision_policy.json"

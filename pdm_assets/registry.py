@@ -31,6 +31,7 @@ DAGSTER_RUN_TAG = "dagster_run_id"
 PARTITION_TAG = "dagster_partition"
 GATE_TAG = "quality_gate"
 STRATEGY_TAG = "decision_strategy"
+ASSET_TAG = "dagster_asset"
 MACRO_PR_AUC_METRIC = "macro_pr_auc"
 
 
@@ -127,6 +128,7 @@ class ModelRegistry(dg.ConfigurableResource):
         cutoff: date,
         dagster_run_id: str,
         partition: str,
+        asset: str,
         params: dict[str, Any],
     ) -> ModelVersion:
         """Log a training step in the active MLflow run and register what it shipped.
@@ -136,7 +138,9 @@ class ModelRegistry(dg.ConfigurableResource):
         strategy and thresholds; then the gate's verdict, and last the champion alias (see
         `publish`).
         """
-        mlflow.set_tags({CUTOFF_TAG: cutoff.isoformat(), PARTITION_TAG: partition})
+        mlflow.set_tags(
+            {CUTOFF_TAG: cutoff.isoformat(), PARTITION_TAG: partition, ASSET_TAG: asset}
+        )
         mlflow.log_params(params)
         mlflow.log_metrics(training_metrics(outcome, gate))
         mlflow.log_text(outcome.policy.to_json(), POLICY_FILE)

@@ -172,15 +172,9 @@ def build_pipeline(params: ClassifierParams) -> Pipeline:
     elif params.classifier == "gbt_one_vs_rest":
         # One boosted binary model per class; predict() turns their margins into probabilities.
         boosted = GBTClassifier(
-            labelCol="label",
-            featuresCol="features",
-            weightCol="weight",
+            **(common | {"maxDepth": params.gbt_max_depth}),
             maxIter=params.gbt_iterations,
-            maxDepth=params.gbt_max_depth,
             stepSize=params.gbt_step_size,
-            maxBins=params.max_bins,
-            minInstancesPerNode=params.min_instances_per_node,
-            seed=params.seed,
         )
         classifier = OneVsRest(
             classifier=boosted, labelCol="label", featuresCol="features", weightCol="weight"
@@ -421,7 +415,7 @@ class TrainingOutcome:
     model: PipelineModel  # what ships: the refit on every labelled row, or the validated fit
     validated_model: PipelineModel
     validation: DataFrame
-    predictions: DataFrame  # the validated fit's scores of the validation rows, with alerts
+    predictions: DataFrame  # the validated fit's scores of the validation rows, with alerts; cached
     metrics: dict[str, dict[str, float]]
     policy: decision.DecisionPolicy
     train_rows: int
@@ -458,7 +452,8 @@ def train_and_validate(
     validated_model = fit(train, params)
     scored = predict(validated_model, validation).cache()
     policy = fit_decision_policy(scored, decision_params)
-    predictions = decision.alerts(scored, policy, COMPONENT_PROBABILITY_COLUMNS)
+    # Kept for the caller (pictures, the champion comparison), who unpersists it.
+    predictions = decision.alerts(scored, policy, COMPONENT_PROBABILITY_COLUMNS).cache()
     metrics = component_metrics(predictions)
     model = fit(rows, params) if refit_on_all else validated_model
     scored.unpersist()

@@ -150,6 +150,7 @@ def test_model_is_registered_tagged_and_champion(graph: Graph, trained) -> None:
     assert run.info.status == "FINISHED"
     assert run.data.tags["dagster_run_id"] == trained.run_id
     assert run.data.tags["dagster_partition"] == "2015-02-01"
+    assert run.data.tags["dagster_asset"] == "failure_model"
     assert "comp1_f1" in run.data.metrics
     assert metadata["mlflow_run"].value.endswith(run.info.run_id)
     assert "| comp1 |" in metadata["metrics"].value

@@ -1,6 +1,7 @@
 """The model: a Spark ML pipeline per monthly cutoff, tracked and registered in MLflow."""
 
 from collections.abc import Iterator
+from dataclasses import fields
 from datetime import datetime
 from functools import partial
 
@@ -90,19 +91,9 @@ class ModelConfig(dg.Config):
     )
 
     def params(self) -> training.ClassifierParams:
-        return training.ClassifierParams(
-            classifier=self.classifier,
-            num_trees=self.num_trees,
-            max_depth=self.max_depth,
-            feature_subset_strategy=self.feature_subset_strategy,
-            subsampling_rate=self.subsampling_rate,
-            min_instances_per_node=self.min_instances_per_node,
-            class_weighting=self.class_weighting,
-            gbt_iterations=self.gbt_iterations,
-            gbt_max_depth=self.gbt_max_depth,
-            gbt_step_size=self.gbt_step_size,
-            seed=self.seed,
-        )
+        """The classifier's hyperparameters: every ClassifierParams field this config sets."""
+        names = {field.name for field in fields(training.ClassifierParams)}
+        return training.ClassifierParams(**self.model_dump(include=names))
 
     def decision_params(self) -> training.DecisionParams:
         return training.DecisionParams(
@@ -120,7 +111,7 @@ def metrics_table(metrics: dict[str, dict[str, float]]) -> str:
     for component, values in metrics.items():
         lines.append(
             f"| {component} | {values['precision']:.3f} | {values['recall']:.3f} | "
-            f"{values['f1']:.3f} | {values['pr_auc']:.3f} | {values.get('base_rate', 0.0):.4f} "
+            f"{values['f1']:.3f} | {values['pr_auc']:.3f} | {values['base_rate']:.4f} "
             f"| {int(values['support'])} |"
         )
     return "\n".join(lines)
@@ -211,10 +202,12 @@ def build_model_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
             cutoff.date(),
             context.run_id,
             context.partition_key,
+            context.asset_key.to_user_string(),
             {**config.model_dump(), "horizon_hours": horizon_hours, "cutoff": str(cutoff.date())},
         )
         pictures = model_pictures(outcome.validated_model, outcome.predictions)
         rows.unpersist()
+        outcome.predictions.unpersist()
         run_id = active.info.run_id
         yield dg.MaterializeResult(
             metadata={
