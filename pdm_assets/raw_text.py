@@ -83,7 +83,9 @@ def column_positions(path: Path, table: str) -> tuple[tuple[int, ...], int]:
 
 
 def _unquote(field: Column) -> Column:
-    return F.regexp_replace(F.regexp_replace(field, r'^\s*"(.*)"\s*$', "$1"), '""', '"')
+    # Most fields carry no quote; the two regular expressions cost more than the split itself.
+    unquoted = F.regexp_replace(F.regexp_replace(field, r'^\s*"(.*)"\s*$', "$1"), '""', '"')
+    return F.when(field.contains('"'), unquoted).otherwise(field)
 
 
 def _read_group(
@@ -98,7 +100,11 @@ def _read_group(
     )
     # Line 1 is the header; blank lines (the one after a final newline) carry no row.
     lines = lines.where((F.col("index") > 0) & (F.trim(F.col("raw")) != ""))
-    fields = F.split(F.col("raw"), _SEPARATOR, -1)
+    # The look-ahead that skips quoted commas rescans the rest of the line at every comma; a
+    # line without a quote splits at every comma, the same fields at a fraction of the cost.
+    fields = F.when(
+        F.col("raw").contains('"'), F.split(F.col("raw"), _SEPARATOR, -1)
+    ).otherwise(F.split(F.col("raw"), ",", -1))
     return lines.select(
         *[
             _unquote(F.get(fields, position)).alias(column)

@@ -92,6 +92,13 @@ def rows_in_window(frame: DataFrame, window: Window) -> DataFrame:
     )
 
 
+def by_day(frame: DataFrame) -> DataFrame:
+    """The frame with each day's rows in one Spark partition, so a partitioned write makes one
+    file per day. Without it every task writes a file for every day it holds: 8 tasks x 365 days
+    of small files, whose opening and closing cost more than the rows (7 s of an 8 s write)."""
+    return frame.repartition(F.col(DATE_COLUMN))
+
+
 def read_all(store: DatasetStore, spark: SparkSession, dataset: str) -> DataFrame:
     """Every row of a dataset of any store, partitioned or not."""
     dates = store.partition_dates(dataset)
@@ -143,7 +150,7 @@ class Warehouse:
         days = window.days
         dataset_path = self.dataset_path(dataset)
         staging = dataset_path / VERSIONS / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
-        frame.write.partitionBy(DATE_COLUMN).parquet(str(staging))
+        by_day(frame).write.partitionBy(DATE_COLUMN).parquet(str(staging))
         # Spark wrote one folder per date it saw; a folder outside the window (or the folder of
         # null dates) holds rows that no partition of this run would keep.
         expected = {_link_name(day) for day in days}

@@ -26,7 +26,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from pdm_assets.storage import DATE_COLUMN, MissingDatasetError, read_all, rows_in_window
+from pdm_assets.storage import (
+    DATE_COLUMN,
+    MissingDatasetError,
+    by_day,
+    read_all,
+    rows_in_window,
+)
 from pdm_assets.timewindow import Window
 
 MANIFEST = "_partitions"
@@ -113,7 +119,8 @@ class TableWarehouse:
             # One transaction; Delta itself rejects rows that do not match the predicate.
             predicate = f"{DATE_COLUMN} >= '{days[0]}' AND {DATE_COLUMN} <= '{days[-1]}'"
             (
-                frame.write.format("delta")
+                by_day(frame)
+                .write.format("delta")
                 .mode("overwrite")
                 .option("replaceWhere", predicate)
                 .partitionBy(DATE_COLUMN)
@@ -121,7 +128,7 @@ class TableWarehouse:
             )
             return
         _delete_day_folders(spark, location, days)
-        frame.write.mode("append").partitionBy(DATE_COLUMN).parquet(location)
+        by_day(frame).write.mode("append").partitionBy(DATE_COLUMN).parquet(location)
 
     def write_table(self, dataset: str, frame: DataFrame) -> int:
         """Replace an unpartitioned dataset (one Delta transaction); returns its row count."""

@@ -137,7 +137,8 @@ def _split(
         "date", partition_date if partition_date is not None else F.lit(None).cast("date")
     )
     value_columns = [name for name in typed if name not in key]
-    signature = F.to_json(F.struct(*[F.col(name) for name in value_columns]))
+    # A struct compares and hashes by value, like its JSON text, without writing the text.
+    signature = F.struct(*[F.col(name) for name in value_columns])
     by_key = Window.partitionBy(*key)
     # Only rows that passed the checks compete for a key.
     checked = staged.where(F.col("reason").isNull()).withColumn("_signature", signature)

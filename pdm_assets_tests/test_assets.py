@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 from pdm_assets.automation import OUTCOMES_JOB
 from pdm_assets.definitions import INGEST_JOB, SCORE_JOB, TRAIN_JOB, build_definitions
 from pdm_assets.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from pdm_assets.labels import FAILS_COLUMNS
 from pdm_assets.registry import CHAMPION_ALIAS, ModelRegistry
 from pdm_assets.settings import Settings, load_settings
 from pdm_assets.storage import Warehouse
@@ -342,3 +343,45 @@ def test_outcomes_measure_scores_against_known_labels(graph: Graph, trained, spa
         if row["alert"]
     )
     assert rows[0]["alert_rate"] == pytest.approx(alerts / (MACHINES * 2))
+
+
+def _max_difference(ours, theirs, columns: list[str]) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """The largest |ours - theirs| per column; inf where a null stands against a value."""
+    differences = {}
+    for column in columns:
+        mine, yardstick = ours[column].astype(float), theirs[column].astype(float)
+        if not (mine.isna() == yardstick.isna()).all():
+            differences[column] = float("inf")
+            continue
+        differences[column] = float((mine - yardstick).abs().max(skipna=True) or 0.0)
+    return differences
+
+
+def test_features_and_labels_equal_the_polars_yardstick(graph: Graph, spark) -> None:
+    from benchmarks import polars_yardstick
+
+    keys = ["machine_id", "datetime"]
+    yardstick_features, yardstick_labels = polars_yardstick.compute(
+        graph.settings.landing, date(2015, 1, 1), date(2015, 2, 15)
+    )
+    for dataset, theirs, columns in (
+        ("machine_features", yardstick_features, [*NUMERIC_FEATURES]),
+        ("failure_labels", yardstick_labels, ["label", "hours_to_failure"]),
+    ):
+        ours = (
+            spark.read.parquet(str(graph.warehouse.dataset_path(dataset)))
+            .toPandas()
+            .sort_values(keys, ignore_index=True)
+        )
+        theirs_pd = theirs.to_pandas().sort_values(keys, ignore_index=True)
+        assert len(ours) == len(theirs_pd) > 0, dataset
+        assert (ours["machine_id"] == theirs_pd["machine_id"]).all(), dataset
+        # Spark hands UTC wall times to pandas without a zone (its session zone is UTC).
+        assert (ours["datetime"] == theirs_pd["datetime"]).all(), dataset
+        assert max(_max_difference(ours, theirs_pd, columns).values()) <= 1e-9, dataset
+    labelled = spark.read.parquet(str(graph.warehouse.dataset_path("failure_labels"))).toPandas()
+    labelled = labelled.sort_values(keys, ignore_index=True)
+    theirs_labels = yardstick_labels.to_pandas().sort_values(keys, ignore_index=True)
+    for column in ["censored", *FAILS_COLUMNS]:
+        assert (labelled[column] == theirs_labels[column]).all(), column
+    assert (labelled["label"] > 0).sum() > 0
