@@ -102,9 +102,9 @@ def _read_group(
     lines = lines.where((F.col("index") > 0) & (F.trim(F.col("raw")) != ""))
     # The look-ahead that skips quoted commas rescans the rest of the line at every comma; a
     # line without a quote splits at every comma, the same fields at a fraction of the cost.
-    fields = F.when(
-        F.col("raw").contains('"'), F.split(F.col("raw"), _SEPARATOR, -1)
-    ).otherwise(F.split(F.col("raw"), ",", -1))
+    fields = F.when(F.col("raw").contains('"'), F.split(F.col("raw"), _SEPARATOR, -1)).otherwise(
+        F.split(F.col("raw"), ",", -1)
+    )
     return lines.select(
         *[
             _unquote(F.get(fields, position)).alias(column)
