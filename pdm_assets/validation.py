@@ -56,6 +56,18 @@ class Validated:
 
     valid: DataFrame
     quarantine: DataFrame
+    # Both of the above are views of this one computed frame; a row's `reason` is null if kept.
+    every_row: DataFrame
+
+    def counts(self) -> tuple[int, dict[str, int]]:
+        """Rows kept, and rows quarantined per reason (most frequent first), in one Spark job."""
+        per_reason = self.every_row.groupBy("reason").count().collect()
+        kept = sum(int(row["count"]) for row in per_reason if row["reason"] is None)
+        reasons = sorted(
+            ((row["reason"], int(row["count"])) for row in per_reason if row["reason"] is not None),
+            key=lambda item: (-item[1], item[0]),
+        )
+        return kept, dict(reasons)
 
 
 def _positive_int(column: str) -> Column:
@@ -168,6 +180,7 @@ def _split(
             F.col("_line").alias("line"),
             "date",
         ),
+        every_row=every_row,
     )
 
 

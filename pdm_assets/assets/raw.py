@@ -18,7 +18,6 @@ from pdm_assets.validation import (
     EVENT_KEYS,
     EXPECTED_TYPES,
     SENSOR_RANGES,
-    Validated,
     validate_events,
     validate_machines,
 )
@@ -57,11 +56,6 @@ class ValidationRules(dg.ConfigurableResource):
 
 def quarantine_dataset(table: str) -> str:
     return f"quarantine_{table}"
-
-
-def _reason_counts(validated: Validated) -> dict[str, int]:
-    rows = validated.quarantine.groupBy("reason").count().collect()
-    return dict(Counter({row["reason"]: int(row["count"]) for row in rows}).most_common())
 
 
 def _quarantine_metadata(reasons: dict[str, int], path: str) -> dict[str, dg.MetadataValue]:
@@ -152,8 +146,7 @@ def build_raw_event_asset(name: str, partitions: GraphPartitions) -> dg.AssetsDe
         )
         quarantine = quarantine_dataset(table)
         warehouse.store.write_partitions(quarantine, validated.quarantine, window)
-        reasons = _reason_counts(validated)
-        kept = validated.valid.count()
+        kept, reasons = validated.counts()
         quarantined = sum(reasons.values())
         yield dg.Output(
             validated.valid,
@@ -198,8 +191,14 @@ def machines_reporting_check(
     days = telemetry.sparkSession.createDataFrame([(day,) for day in window.days], "date date")
     reporting = telemetry.select("machine_id", "date").distinct()
     silent = machines.crossJoin(days).join(reporting, ["machine_id", "date"], "left_anti")
-    examples = [f"{row['machine_id']}@{row['date']}" for row in silent.limit(20).collect()]
-    count = silent.count()
+    # One job for the count and the examples.
+    found = silent.agg(
+        F.count(F.lit(1)).alias("count"),
+        F.slice(F.sort_array(F.collect_list(F.struct("machine_id", "date"))), 1, 20).alias("some"),
+    ).first()
+    assert found is not None
+    count = int(found["count"])
+    examples = [f"{pair['machine_id']}@{pair['date']}" for pair in found["some"]]
     return dg.AssetCheckResult(
         check_name="every_machine_reporting",
         passed=count == 0,
@@ -225,20 +224,17 @@ def raw_machines(
         raise dg.Failure(description=str(error)) from error
     quarantine = quarantine_dataset("machines")
     warehouse.store.write_table(quarantine, validated.quarantine.drop("date"))
-    machines = validated.valid
+    # A register of machines is small: its summary comes from one collect.
+    register = validated.valid.select("model", "age").collect()
+    _, reasons = validated.counts()
     return dg.Output(
-        machines,
+        validated.valid,
         metadata={
             "models": dg.MetadataValue.json(
-                {
-                    row["model"]: int(row["count"])
-                    for row in machines.groupBy("model").count().orderBy("model").collect()
-                }
+                dict(sorted(Counter(r["model"] for r in register).items()))
             ),
-            "max_age": int(machines.agg(F.max("age")).first()[0] or 0),  # type: ignore[index]
-            **_quarantine_metadata(
-                _reason_counts(validated), warehouse.store.dataset_location(quarantine)
-            ),
+            "max_age": max((int(row["age"]) for row in register), default=0),
+            **_quarantine_metadata(reasons, warehouse.store.dataset_location(quarantine)),
         },
     )
 
