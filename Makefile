@@ -42,11 +42,20 @@ pytest: install
 
 SETTING = $(BIN)/python -c 'from pdm_assets.settings import load_settings; print(load_settings().$(1))'
 
+# Runs launched from the UI or by the sensor share one warm Spark (a local Spark Connect server
+# started here and stopped on exit) instead of starting a JVM each; PDM_SPARK_MASTER set by you
+# wins, and PDM_WARM_SPARK=0 keeps a Spark per run.
 ui: install
 	@home=$${DAGSTER_HOME:-$$($(call SETTING,dagster_home))}; \
+		pdm_home=$$($(call SETTING,home)); \
 		$(BIN)/python -m pdm_assets.instance_config "$$home"; \
-		echo "Dagster UI on http://127.0.0.1:3000 (DAGSTER_HOME=$$home)"; \
-		DAGSTER_HOME="$$home" $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+		master=$${PDM_SPARK_MASTER:-}; \
+		if [ -z "$$master" ] && [ "$${PDM_WARM_SPARK:-1}" != 0 ]; then \
+			master=$$($(BIN)/python -m pdm_assets.spark_server start --home "$$pdm_home") || exit 1; \
+			trap '$(BIN)/python -m pdm_assets.spark_server stop --home "'"$$pdm_home"'"' EXIT; \
+		fi; \
+		echo "Dagster UI on http://127.0.0.1:3000 (DAGSTER_HOME=$$home, Spark $${master:-local[*]} per run)"; \
+		PDM_SPARK_MASTER="$$master" DAGSTER_HOME="$$home" $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri "$$($(call SETTING,mlflow_tracking_uri))" \

@@ -1,13 +1,16 @@
 """Where the graph's time goes on a simulated fleet, beside a Polars yardstick.
 
-Simulates a fleet of `--days` days plus one, lands every day but the last, then in one process:
+Simulates a fleet of `--days` days plus five, lands the first `--days`, then in one process:
 
 1. `ingest_job` over all landed days as one single-run backfill;
 2. the same features and labels in Polars (`polars_yardstick.py`) on the same landing folder,
    timed and checked against the warehouse (largest |difference|);
 3. `train_job` at the first of the month of the new day, with the model's defaults (skipped when
    that month start leaves less than `MIN_TRAIN_DAYS` days of history);
-4. lands the new day and runs `daily_scoring_job` for it (skipped with the training).
+4. lands the next day and runs `daily_scoring_job` for it (skipped with the training).
+
+The last four days stay unlanded for `daemon_latency.py`, which measures a day's way from its
+`_COMPLETE` marker to its scores through the sensor and the daemon, in the same work folder.
 
 Per run and per asset step it records wall seconds, rows written, the Spark jobs started and
 their summed seconds (from Spark's event log), and the peak memory of the process tree (Python
@@ -43,6 +46,8 @@ RANGE_END = "dagster/asset_partition_range_end"
 START = date(2015, 1, 1)
 # validation_days (21) + horizon (7) + a week of training rows.
 MIN_TRAIN_DAYS = 35
+SPARE_DAYS = 4
+ENVIRONMENT_FILE = "environment.json"
 # The gate is not what is measured here.
 UNGATED = {"min_pr_auc_lift": 0.0, "champion_tolerance": 1.0}
 
@@ -217,18 +222,21 @@ def main(argv: list[str] | None = None) -> int:
     work = args.keep or Path(tempfile.mkdtemp(prefix="pdm-graph-bench-"))
     home = work / "pdm"
     new_day = START + timedelta(days=args.days)
-    os.environ.update(
-        {
-            "PDM_HOME": str(home),
-            "DAGSTER_HOME": str(home / "dagster"),
-            "PDM_SIM_MACHINES": str(args.machines),
-            "PDM_SIM_DAYS": str(args.days + 1),
-            "PDM_SIM_SEED": str(args.seed),
-            "PDM_PARTITIONS_END": (new_day + timedelta(days=1)).isoformat(),
-        }
-    )
+    # The fleet has SPARE_DAYS more days, left unlanded for daemon_latency.py.
+    simulated_days = args.days + 1 + SPARE_DAYS
+    environment = {
+        "PDM_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "PDM_SIM_MACHINES": str(args.machines),
+        "PDM_SIM_DAYS": str(simulated_days),
+        "PDM_SIM_SEED": str(args.seed),
+        "PDM_PARTITIONS_END": (START + timedelta(days=simulated_days)).isoformat(),
+    }
+    os.environ.update(environment)
     for name in ("PDM_DATA_SOURCE", "PDM_CSV_DIR", "PDM_MLFLOW_TRACKING_URI", "PDM_ENV"):
         os.environ.pop(name, None)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / ENVIRONMENT_FILE).write_text(json.dumps(environment, indent=2) + "\n")
     report: dict[str, Any] = {
         "fleet": {"machines": args.machines, "days": args.days, "seed": args.seed},
         "cpus": os.cpu_count(),
@@ -239,16 +247,17 @@ def main(argv: list[str] | None = None) -> int:
         began = time.perf_counter()
         from pdm_assets.simulator import FleetSpec, simulate, write_landing
 
-        spec = FleetSpec(machines=args.machines, start=START, days=args.days + 1, seed=args.seed)
+        spec = FleetSpec(machines=args.machines, start=START, days=simulated_days, seed=args.seed)
         fleet = simulate(spec)
         landing = home / "landing"
-        write_landing(fleet, landing, fleet.days[:-1])
+        write_landing(fleet, landing, fleet.days[: args.days])
         report["simulate_and_land_seconds"] = round(time.perf_counter() - began, 2)
 
         import dagster as dg
 
         from pdm_assets.automation import SCORING_JOB
         from pdm_assets.definitions import INGEST_JOB, TRAIN_JOB, build_definitions
+        from pdm_assets.instance_config import ensure_instance_yaml
         from pdm_assets.io_manager import open_store
         from pdm_assets.settings import load_settings
         from pdm_assets.spark import SparkResource
@@ -268,9 +277,10 @@ def main(argv: list[str] | None = None) -> int:
         report["spark_start_seconds"] = round(time.perf_counter() - began, 2)
         spark_jobs = SparkJobs(event_logs)
         defs = build_definitions(settings)
-        settings.dagster_home.mkdir(parents=True, exist_ok=True)
         runs: dict[str, Any] = {}
-        with dg.DagsterInstance.ephemeral() as instance:
+        # On disk under DAGSTER_HOME, so that daemon_latency.py's `dagster dev` sees the runs.
+        ensure_instance_yaml(settings.dagster_home)
+        with dg.DagsterInstance.local_temp(str(settings.dagster_home)) as instance:
             last = (new_day - timedelta(days=1)).isoformat()
             runs["ingest"] = run_job(
                 defs,

@@ -1,0 +1,173 @@
+"""A long-lived local Spark Connect server, so that runs meet a warm Spark instead of a cold JVM.
+
+Every run the daemon launches is a new process; with `local[*]` each one starts a JVM and pays
+its warm-up (the first queries of a JVM run several times slower than the same queries later).
+`make ui` starts this server beside `dagster dev` and points the runs at it
+(PDM_SPARK_MASTER=sc://127.0.0.1:<port>), so a landed day is scored by a Spark that is already
+running. The server listens on 127.0.0.1 only and runs with the local session's settings.
+
+    python -m pdm_assets.spark_server start --home .pdm_home   # prints the sc:// URL
+    python -m pdm_assets.spark_server stop --home .pdm_home
+
+The server's log and pid file live in `<home>/spark-connect/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyspark
+
+from pdm_assets.spark import LOCAL_DEFAULT_CONF, JavaNotFoundError, ensure_java
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PORT = 15002
+STARTED = "Spark Connect server started"
+START_TIMEOUT_SECONDS = 180
+SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+
+
+def server_folder(home: Path) -> Path:
+    return home / "spark-connect"
+
+
+def connect_url(port: int) -> str:
+    return f"sc://127.0.0.1:{port}"
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _running_pid(folder: Path) -> int | None:
+    try:
+        pid = int((folder / "server.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return None
+    return pid
+
+
+def server_command(port: int, master: str, conf: dict[str, str]) -> list[str]:
+    spark_home = Path(pyspark.__file__).parent
+    settings = {
+        **LOCAL_DEFAULT_CONF,
+        **conf,
+        "spark.connect.grpc.binding.address": "127.0.0.1",
+        "spark.connect.grpc.binding.port": str(port),
+    }
+    command = [str(spark_home / "bin" / "spark-submit"), "--class", SERVER_CLASS]
+    command += ["--master", master]
+    for key, value in settings.items():
+        command += ["--conf", f"{key}={value}"]
+    return [*command, "spark-internal"]
+
+
+def start(home: Path, port: int = DEFAULT_PORT, master: str = "local[*]") -> str:
+    """Start the server unless it runs already; its sc:// URL once it accepts sessions."""
+    folder = server_folder(home)
+    folder.mkdir(parents=True, exist_ok=True)
+    url = connect_url(port)
+    if _running_pid(folder) is not None and _listening(port):
+        logger.info("Spark Connect already running at %s", url)
+        return url
+    if _listening(port):
+        raise RuntimeError(
+            f"port {port} on 127.0.0.1 is taken by another program; choose another with --port"
+        )
+    java = ensure_java()
+    log = folder / "server.log"
+    env = {
+        **os.environ,
+        "SPARK_HOME": str(Path(pyspark.__file__).parent),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "PYSPARK_PYTHON": sys.executable,
+        "JAVA_HOME": os.environ.get("JAVA_HOME") or str(java.resolve().parents[1]),
+    }
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            server_command(port, master, {}),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=env,
+            # Its own process group: `stop` ends the JVM and the launcher script together.
+            start_new_session=True,
+        )
+    (folder / "server.pid").write_text(str(server.pid))
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the Spark Connect server exited; its log {log}:\n{_tail(log)}")
+        if STARTED in log.read_text(errors="replace") and _listening(port):
+            logger.info("Spark Connect started at %s (log %s)", url, log)
+            return url
+        time.sleep(0.5)
+    stop(home)
+    raise RuntimeError(f"the Spark Connect server did not start in time; its log:\n{_tail(log)}")
+
+
+def stop(home: Path) -> bool:
+    """Stop the server this home started; False if none was running."""
+    folder = server_folder(home)
+    pid = _running_pid(folder)
+    (folder / "server.pid").unlink(missing_ok=True)
+    if pid is None:
+        return False
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    os.killpg(pid, signal.SIGKILL)
+    return True
+
+
+def _tail(log: Path, characters: int = 3000) -> str:
+    return log.read_text(errors="replace")[-characters:] if log.exists() else "(no log)"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    parser = argparse.ArgumentParser(prog="python -m pdm_assets.spark_server")
+    parser.add_argument("action", choices=("start", "stop"))
+    parser.add_argument("--home", type=Path, required=True, help="the project home (PDM_HOME)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--master", default="local[*]", help="the server's own Spark master")
+    args = parser.parse_args(argv)
+    if args.action == "stop":
+        stopped = stop(args.home)
+        logger.info("Spark Connect stopped" if stopped else "no Spark Connect server was running")
+        return 0
+    try:
+        url = start(args.home, args.port, args.master)
+    except (RuntimeError, JavaNotFoundError) as error:
+        logger.error("%s", error)
+        return 1
+    # The URL alone on stdout, for `make ui` to hand to the runs.
+    sys.stdout.write(url + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
