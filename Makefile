@@ -61,8 +61,13 @@ mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri "$$($(call SETTING,mlflow_tracking_uri))" \
 		--host 127.0.0.1 --port 5000
 
+# The graph's cost on a simulated fleet beside a Polars yardstick (benchmarks/graph_benchmark.py);
+# e.g. make benchmark MACHINES=1000 DAYS=365. Results in benchmarks/results/.
+MACHINES ?= 100
+DAYS ?= 59
+SEED ?= 1
 benchmark: install
-	$(BIN)/python benchmarks/simulator_benchmark.py
+	$(BIN)/python benchmarks/graph_benchmark.py --machines $(MACHINES) --days $(DAYS) --seed $(SEED)
 
 clean:
 	rm -rf .pdm_home

@@ -79,14 +79,23 @@ LOCAL_DEFAULT_CONF: dict[str, str] = {
     "spark.sql.sources.partitionOverwriteMode": "dynamic",
     "spark.driver.memory": "4g",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
+    # A window read names one folder per day; past 32 paths Spark lists them with a job of one
+    # task per path, which on a local disk costs more than listing them in the driver.
+    "spark.sql.sources.parallelPartitionDiscovery.threshold": "100000",
 }
 
 
-# On a cluster, the driver's memory and parallelism are the cluster's business.
+# On a cluster, the driver's memory and parallelism are the cluster's business, and listing an
+# object store in parallel pays off.
 CLUSTER_DEFAULT_CONF: dict[str, str] = {
     key: value
     for key, value in LOCAL_DEFAULT_CONF.items()
-    if key not in ("spark.driver.memory", "spark.default.parallelism")
+    if key
+    not in (
+        "spark.driver.memory",
+        "spark.default.parallelism",
+        "spark.sql.sources.parallelPartitionDiscovery.threshold",
+    )
 }
 
 # A Spark Connect client may set runtime SQL settings only; the server owns the rest.

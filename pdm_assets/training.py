@@ -61,6 +61,10 @@ class ClassifierParams:
     seed: int = 42
 
 
+# Spark's default is 256; the driver has 4 GB locally.
+TREE_MEMORY_MB = 1024
+
+
 @dataclass(frozen=True)
 class DecisionParams:
     """How the decision policy is fitted (see ModelConfig)."""
@@ -160,6 +164,12 @@ def build_pipeline(params: ClassifierParams) -> Pipeline:
         "maxBins": params.max_bins,
         "minInstancesPerNode": params.min_instances_per_node,
         "seed": params.seed,
+        # Neither changes a split (same trees, same probabilities, checked on a 349k-row fit);
+        # both make deep trees cheaper to grow. More memory per pass over the rows grows more
+        # nodes per pass (fewer passes); cached node ids spare re-walking every tree per pass.
+        # Measured 1.4-1.9x faster on 349k rows.
+        "maxMemoryInMB": TREE_MEMORY_MB,
+        "cacheNodeIds": True,
     }
     classifier: RandomForestClassifier | DecisionTreeClassifier | OneVsRest
     if params.classifier == "random_forest":

@@ -21,6 +21,7 @@ import pyspark
 import pytest
 from pyspark.sql import SparkSession
 
+from pdm_assets import spark_server
 from pdm_assets.storage import Warehouse
 from pdm_assets_tests.conftest import REPO_ROOT, free_port
 from pdm_assets_tests.frames import assert_same_rows
@@ -108,40 +109,13 @@ def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def connect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    folder = tmp_path_factory.mktemp("connect")
-    port = free_port()
-    env = {
-        **os.environ,
-        "SPARK_HOME": str(SPARK_HOME),
-        "SPARK_LOCAL_IP": "127.0.0.1",
-        "PYSPARK_PYTHON": sys.executable,
-    }
-    server = subprocess.Popen(
-        [
-            str(SPARK_HOME / "bin" / "spark-submit"),
-            "--class",
-            "org.apache.spark.sql.connect.service.SparkConnectServer",
-            "--master",
-            "local[2]",
-            "--conf",
-            f"spark.connect.grpc.binding.port={port}",
-            "--conf",
-            "spark.sql.session.timeZone=UTC",
-            "--conf",
-            "spark.ui.enabled=false",
-            "spark-internal",
-        ],
-        stdout=(folder / "server.log").open("w"),
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
+    """The server `make ui` starts for the daemon's runs (pdm_assets.spark_server)."""
+    home = tmp_path_factory.mktemp("connect")
+    url = spark_server.start(home, port=free_port(), master="local[2]")
     try:
-        _wait_for(folder / "server.log", r"Spark Connect server started")
-        yield f"sc://127.0.0.1:{port}"
+        yield url
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        assert spark_server.stop(home)
 
 
 def _graph_run(env: dict[str, str], *args: str) -> dict[str, float]:

@@ -1,0 +1,62 @@
+"""The warm Spark Connect server's command and its refusals, without starting a JVM (the server
+itself runs in test_cluster.py, which computes a graph through it)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from pdm_assets import spark_server
+from pdm_assets.spark import LOCAL_DEFAULT_CONF
+
+
+def _settings(command: list[str]) -> dict[str, str]:
+    values = [command[i + 1] for i, part in enumerate(command) if part == "--conf"]
+    return dict(value.split("=", 1) for value in values)
+
+
+def test_the_server_listens_on_loopback_with_the_local_session_settings() -> None:
+    command = spark_server.server_command(16002, "local[2]", {"spark.sql.shuffle.partitions": "4"})
+    assert command[command.index("--class") + 1] == spark_server.SERVER_CLASS
+    assert command[command.index("--master") + 1] == "local[2]"
+    settings = _settings(command)
+    assert settings["spark.connect.grpc.binding.address"] == "127.0.0.1"
+    assert settings["spark.connect.grpc.binding.port"] == "16002"
+    # The runs' session settings live on the server: UTC, few shuffle partitions.
+    assert settings["spark.sql.session.timeZone"] == "UTC"
+    assert settings["spark.driver.memory"] == LOCAL_DEFAULT_CONF["spark.driver.memory"]
+    assert settings["spark.sql.shuffle.partitions"] == "4"
+    assert command[-1] == "spark-internal"
+
+
+def test_a_port_taken_by_another_program_is_refused_by_name(tmp_path: Path) -> None:
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        with pytest.raises(RuntimeError, match=f"port {port} on 127.0.0.1 is taken"):
+            spark_server.start(tmp_path, port=port)
+
+
+def test_stopping_when_nothing_runs_says_so(tmp_path: Path) -> None:
+    assert spark_server.stop(tmp_path) is False
+    (tmp_path / "spark-connect").mkdir()
+    # A pid file of a process that is gone is not a running server.
+    (tmp_path / "spark-connect" / "server.pid").write_text("999999999")
+    assert spark_server.stop(tmp_path) is False
+    assert spark_server.connect_url(15002) == "sc://127.0.0.1:15002"
+
+
+def test_without_java_the_command_fails_with_the_install_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code = spark_server.main(["start", "--home", str(tmp_path), "--port", str(port)])
+    assert code == 1
+    assert "Spark needs Java, and none was found" in caplog.text
