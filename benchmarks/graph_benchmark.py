@@ -258,9 +258,9 @@ def main(argv: list[str] | None = None) -> int:
         from pdm_assets.automation import SCORING_JOB
         from pdm_assets.definitions import INGEST_JOB, TRAIN_JOB, build_definitions
         from pdm_assets.instance_config import ensure_instance_yaml
-        from pdm_assets.io_manager import open_store
         from pdm_assets.settings import load_settings
         from pdm_assets.spark import SparkResource
+        from pdm_assets.warehouse import open_store
 
         settings = load_settings()
         event_logs = work / "spark-events"

@@ -68,10 +68,10 @@ def run_pdm_assets(
     import dagster as dg
 
     from pdm_assets.definitions import INGEST_JOB, SCORE_JOB, TRAIN_JOB, build_definitions
-    from pdm_assets.io_manager import open_store
     from pdm_assets.settings import load_settings
     from pdm_assets.spark import SparkResource
     from pdm_assets.timewindow import Window
+    from pdm_assets.warehouse import open_store
 
     settings = load_settings()
     defs = build_definitions(settings)

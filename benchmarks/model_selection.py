@@ -52,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     from pdm_assets import decision, training
-    from pdm_assets.io_manager import open_store
     from pdm_assets.spark import SparkResource
     from pdm_assets.timewindow import Window, midnight
+    from pdm_assets.warehouse import open_store
 
     spark = SparkResource(master="local[*]").get_session()
     spark.sparkContext.setLogLevel("ERROR")

@@ -23,12 +23,12 @@ from pdm_assets.automation import (
     build_training_schedule,
 )
 from pdm_assets.databricks import no_step_launcher, step_launcher_resource
-from pdm_assets.io_manager import SparkParquetIOManager, WarehouseResource
 from pdm_assets.partitions import GraphPartitions, build_partitions
 from pdm_assets.registry import ModelRegistry, mlflow_tracking_resource
 from pdm_assets.settings import Settings, load_settings
 from pdm_assets.sources import CsvFolderSource, RawSource, SimulatedFleetSource
 from pdm_assets.spark import SparkResource
+from pdm_assets.warehouse import SparkParquetIOManager, WarehouseResource
 
 INGEST_JOB = "ingest_job"
 TRAIN_JOB = "train_job"

@@ -20,11 +20,11 @@ from pyspark.sql import functions as F
 from pdm_assets import training
 from pdm_assets.definitions import INGEST_JOB, SCORE_JOB, TRAIN_JOB, build_definitions
 from pdm_assets.instance_config import ensure_instance_yaml
-from pdm_assets.io_manager import open_store
 from pdm_assets.settings import Settings, load_settings
 from pdm_assets.simulator import FleetSpec, simulate, write_landing
 from pdm_assets.spark import JavaNotFoundError, SparkResource, ensure_java
 from pdm_assets.timewindow import Window, from_spark, timestamp_literal
+from pdm_assets.warehouse import open_store
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"

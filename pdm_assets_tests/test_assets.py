@@ -19,9 +19,9 @@ from pdm_assets.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from pdm_assets.labels import FAILS_COLUMNS
 from pdm_assets.registry import CHAMPION_ALIAS, ModelRegistry
 from pdm_assets.settings import Settings, load_settings
-from pdm_assets.storage import Warehouse
 from pdm_assets.timewindow import from_spark
 from pdm_assets.training import PROBABILITY_COLUMNS
+from pdm_assets.warehouse import Warehouse
 from pdm_assets_tests.conftest import NO_TELEMETRY
 
 MACHINES = 6

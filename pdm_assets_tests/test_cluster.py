@@ -22,7 +22,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from pdm_assets import spark_server
-from pdm_assets.storage import Warehouse
+from pdm_assets.warehouse import Warehouse
 from pdm_assets_tests.conftest import REPO_ROOT, free_port
 from pdm_assets_tests.frames import assert_same_rows
 

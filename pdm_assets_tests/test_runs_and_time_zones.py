@@ -23,7 +23,7 @@ from pyspark.sql import DataFrame
 from pdm_assets.definitions import INGEST_JOB, build_definitions
 from pdm_assets.settings import Settings, load_settings
 from pdm_assets.simulator import FleetSpec, simulate, write_landing
-from pdm_assets.storage import LOCK_FILE, Warehouse
+from pdm_assets.warehouse.folder import LOCK_FILE, Warehouse
 from pdm_assets_tests.conftest import NO_TELEMETRY, REPO_ROOT
 from pdm_assets_tests.frames import assert_same_rows
 

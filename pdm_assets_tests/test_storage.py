@@ -13,9 +13,8 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pdm_assets.storage import MissingDatasetError, Warehouse
-from pdm_assets.table_storage import TableWarehouse
 from pdm_assets.timewindow import Window
+from pdm_assets.warehouse import MissingDatasetError, TableWarehouse, Warehouse
 
 
 def _frame(spark: SparkSession, rows: list[tuple[str, int]]) -> DataFrame:
@@ -223,7 +222,7 @@ def test_writers_of_one_dataset_take_turns_and_the_waiting_one_says_so(
     thread = threading.Thread(target=other_writer)
     thread.start()
     assert holding.wait(10)
-    with caplog.at_level(logging.WARNING, logger="pdm_assets.storage"):
+    with caplog.at_level(logging.WARNING, logger="pdm_assets.warehouse.folder"):
         warehouse.write_partitions("t", _frame(spark, [("2015-01-01", 5)]), day)
     # The write could only start after the other writer let go.
     assert released.is_set()

@@ -8,10 +8,10 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from pdm_assets import features, labels
-from pdm_assets.io_manager import ALLOW_MISSING_PARTITIONS, WarehouseResource
 from pdm_assets.partitions import GraphPartitions, partition_window
 from pdm_assets.spark import StepLauncherParam
 from pdm_assets.timewindow import Window, midnight, timestamp_literal
+from pdm_assets.warehouse import ALLOW_MISSING_PARTITIONS, WarehouseResource
 
 FEATURES_GROUP = "features"
 

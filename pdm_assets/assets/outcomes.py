@@ -10,11 +10,10 @@ from pyspark.sql import functions as F
 
 from pdm_assets import monitoring, plots
 from pdm_assets.assets.model import metrics_table
-from pdm_assets.io_manager import WarehouseResource
 from pdm_assets.partitions import GraphPartitions, partition_window
 from pdm_assets.spark import SparkResource, StepLauncherParam
-from pdm_assets.storage import MissingDatasetError
 from pdm_assets.timewindow import Window
+from pdm_assets.warehouse import MissingDatasetError, WarehouseResource
 
 MONITORING_GROUP = "monitoring"
 REFERENCE_DAYS = 28

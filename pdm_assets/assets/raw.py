@@ -8,7 +8,6 @@ from pydantic import Field
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from pdm_assets.io_manager import WarehouseResource
 from pdm_assets.partitions import GraphPartitions, partition_window
 from pdm_assets.raw_text import SourceFormatError
 from pdm_assets.sources import MissingSourceDataError, RawSource
@@ -21,6 +20,7 @@ from pdm_assets.validation import (
     validate_events,
     validate_machines,
 )
+from pdm_assets.warehouse import WarehouseResource
 
 RAW_GROUP = "raw"
 

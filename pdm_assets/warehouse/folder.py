@@ -35,9 +35,8 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
-from typing import Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -46,65 +45,23 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from pdm_assets.timewindow import Window
+from pdm_assets.warehouse.store import (
+    DATE_COLUMN,
+    MissingDatasetError,
+    by_day,
+    read_all,
+    rows_in_window,
+)
 
 log = logging.getLogger(__name__)
 
-DATE_COLUMN = "date"
 VERSIONS = "_versions"
 UNPARTITIONED = "current"
-_ONE_DAY = timedelta(days=1)
 LOCK_FILE = "_writer.lock"
 STAGING_PREFIX = "_staging-"
 LOCK_TIMEOUT_SECONDS = 6 * 3600
 SUPERSEDED_GRACE_SECONDS = 3600
 _DAY_IN_PATH = r"/date=(\d{4}-\d{2}-\d{2})/"
-
-
-class MissingDatasetError(LookupError):
-    """Raised when an asset reads a dataset that was never materialised."""
-
-
-class DatasetStore(Protocol):
-    """What assets and the IO manager need of a warehouse, local folder or object store."""
-
-    def dataset_location(self, dataset: str) -> str: ...
-
-    def partition_dates(self, dataset: str) -> list[date]: ...
-
-    def write_partitions(
-        self, dataset: str, frame: DataFrame, window: Window
-    ) -> dict[date, int]: ...
-
-    def write_table(self, dataset: str, frame: DataFrame) -> int: ...
-
-    def read_window(self, spark: SparkSession, dataset: str, window: Window) -> DataFrame: ...
-
-    def read_all(self, spark: SparkSession, dataset: str) -> DataFrame: ...
-
-    def read_table(self, spark: SparkSession, dataset: str) -> DataFrame: ...
-
-
-def rows_in_window(frame: DataFrame, window: Window) -> DataFrame:
-    """The rows of a date-partitioned frame whose `date` lies in `window` (prunes partitions)."""
-    return frame.where(
-        (F.col(DATE_COLUMN) >= F.lit(window.start.date()))
-        & (F.col(DATE_COLUMN) < F.lit(window.end.date()))
-    )
-
-
-def by_day(frame: DataFrame) -> DataFrame:
-    """The frame with each day's rows in one Spark partition, so a partitioned write makes one
-    file per day. Without it every task writes a file for every day it holds: 8 tasks x 365 days
-    of small files, whose opening and closing cost more than the rows (7 s of an 8 s write)."""
-    return frame.repartition(F.col(DATE_COLUMN))
-
-
-def read_all(store: DatasetStore, spark: SparkSession, dataset: str) -> DataFrame:
-    """Every row of a dataset of any store, partitioned or not."""
-    dates = store.partition_dates(dataset)
-    if not dates:
-        return store.read_table(spark, dataset)
-    return store.read_window(spark, dataset, Window.of_days(dates[0], dates[-1] + _ONE_DAY))
 
 
 def _link_name(day: date) -> str:

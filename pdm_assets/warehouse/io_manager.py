@@ -1,26 +1,14 @@
-"""The IO manager that stores Spark DataFrames as warehouse datasets (see storage.py)."""
-
-from pathlib import Path
+"""The IO manager that stores Spark DataFrames as warehouse datasets, and the warehouse resource."""
 
 import dagster as dg
 from pydantic import Field
 from pyspark.sql import DataFrame
 
 from pdm_assets.partitions import partition_window
-from pdm_assets.settings import is_uri
 from pdm_assets.spark import SparkResource
-from pdm_assets.storage import DatasetStore, Warehouse
-from pdm_assets.table_storage import TableWarehouse
 from pdm_assets.timewindow import Window, day_ranges
-
-
-def open_store(root: str, table_format: str = "parquet") -> DatasetStore:
-    """A folder path gets the symlinked local warehouse; a URI (abfss://, s3://, dbfs:/, file:/)
-    gets tables in `table_format`."""
-    if is_uri(root):
-        return TableWarehouse(root, table_format)
-    return Warehouse(Path(root))
-
+from pdm_assets.warehouse.store import DatasetStore
+from pdm_assets.warehouse.stores import open_store
 
 # Input metadata: this input may read a window with days not materialised (labels look ahead at
 # failures that have not happened yet, and mark those rows censored instead).

@@ -1,6 +1,6 @@
 """Warehouse storage on an object store (abfss://, s3://, dbfs:/) or any Hadoop file system URI.
 
-The local warehouse (storage.py) swaps symlinks, which object stores do not have. Here each asset
+The folder store (folder.py) swaps symlinks, which object stores do not have. Here each asset
 is one table under the root, partitioned by `date`:
 
     <root>/<dataset>                 the rows, partitioned by date (Delta or Parquet)
@@ -26,14 +26,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from pdm_assets.storage import (
+from pdm_assets.timewindow import Window
+from pdm_assets.warehouse.store import (
     DATE_COLUMN,
     MissingDatasetError,
     by_day,
     read_all,
     rows_in_window,
 )
-from pdm_assets.timewindow import Window
 
 MANIFEST = "_partitions"
 

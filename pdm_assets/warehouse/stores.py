@@ -1,0 +1,16 @@
+"""`open_store`: the store a warehouse root calls for."""
+
+from pathlib import Path
+
+from pdm_assets.settings import is_uri
+from pdm_assets.warehouse.folder import Warehouse
+from pdm_assets.warehouse.store import DatasetStore
+from pdm_assets.warehouse.tables import TableWarehouse
+
+
+def open_store(root: str, table_format: str = "parquet") -> DatasetStore:
+    """A folder path gets the symlinked local warehouse; a URI (abfss://, s3://, dbfs:/, file:/)
+    gets tables in `table_format`."""
+    if is_uri(root):
+        return TableWarehouse(root, table_format)
+    return Warehouse(Path(root))
