@@ -53,8 +53,9 @@ ui: install
 		if [ -z "$$master" ] && [ "$${PDM_WARM_SPARK:-1}" != 0 ]; then \
 			master=$$($(BIN)/python -m pdm_assets.spark_server start --home "$$pdm_home") || exit 1; \
 			trap '$(BIN)/python -m pdm_assets.spark_server stop --home "'"$$pdm_home"'"' EXIT; \
+			trap 'exit 130' INT TERM; \
 		fi; \
-		echo "Dagster UI on http://127.0.0.1:3000 (DAGSTER_HOME=$$home, Spark $${master:-local[*]} per run)"; \
+		echo "Dagster UI on http://127.0.0.1:3000 (DAGSTER_HOME=$$home; runs use Spark $${master:-local[*]})"; \
 		PDM_SPARK_MASTER="$$master" DAGSTER_HOME="$$home" $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 mlflow-ui: install
