@@ -4,7 +4,8 @@ Every run the daemon launches is a new process; with `local[*]` each one starts 
 its warm-up (the first queries of a JVM run several times slower than the same queries later).
 `make ui` starts this server beside `dagster dev` and points the runs at it
 (PDM_SPARK_MASTER=sc://127.0.0.1:<port>), so a landed day is scored by a Spark that is already
-running. The server listens on 127.0.0.1 only and runs with the local session's settings.
+running. The server listens on 127.0.0.1 only and runs with the local session's settings and
+PDM_SPARK_CONF's.
 
     python -m pdm_assets.spark_server start --home .pdm_home   # prints the sc:// URL
     python -m pdm_assets.spark_server stop --home .pdm_home
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import pyspark
 
+from pdm_assets.settings import load_settings
 from pdm_assets.spark import LOCAL_DEFAULT_CONF, JavaNotFoundError, ensure_java
 
 logger = logging.getLogger(__name__)
@@ -78,8 +80,16 @@ def server_command(port: int, master: str, conf: dict[str, str]) -> list[str]:
     return [*command, "spark-internal"]
 
 
-def start(home: Path, port: int = DEFAULT_PORT, master: str = "local[*]") -> str:
-    """Start the server unless it runs already; its sc:// URL once it accepts sessions."""
+def start(
+    home: Path,
+    port: int = DEFAULT_PORT,
+    master: str = "local[*]",
+    conf: dict[str, str] | None = None,
+) -> str:
+    """Start the server unless it runs already; its sc:// URL once it accepts sessions.
+
+    `conf` (e.g. PDM_SPARK_CONF's settings) overrides the local session's defaults.
+    """
     folder = server_folder(home)
     folder.mkdir(parents=True, exist_ok=True)
     url = connect_url(port)
@@ -101,7 +111,7 @@ def start(home: Path, port: int = DEFAULT_PORT, master: str = "local[*]") -> str
     }
     with log.open("w") as output:
         server = subprocess.Popen(
-            server_command(port, master, {}),
+            server_command(port, master, conf or {}),
             stdout=output,
             stderr=subprocess.STDOUT,
             env=env,
@@ -160,8 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.info("Spark Connect stopped" if stopped else "no Spark Connect server was running")
         return 0
     try:
-        url = start(args.home, args.port, args.master)
-    except (RuntimeError, JavaNotFoundError) as error:
+        url = start(args.home, args.port, args.master, load_settings().spark_conf)
+    except (RuntimeError, ValueError, JavaNotFoundError) as error:
         logger.error("%s", error)
         return 1
     # The URL alone on stdout, for `make ui` to hand to the runs.
