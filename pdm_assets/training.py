@@ -196,7 +196,12 @@ def build_pipeline(params: ClassifierParams) -> Pipeline:
 
 def fit(rows: DataFrame, params: ClassifierParams) -> PipelineModel:
     weights = class_weights(label_counts(rows), params.class_weighting)
-    return build_pipeline(params).fit(with_weights(with_label_metadata(rows), weights))
+    # The forest samples rows per partition with a seed per partition index, so the row order
+    # it sees shapes the model: sorted by machine and time, not in whatever order the warehouse
+    # files were written.
+    keys = [name for name in ("machine_id", "datetime") if name in rows.columns]
+    ordered = rows.orderBy(*keys) if keys else rows
+    return build_pipeline(params).fit(with_weights(with_label_metadata(ordered), weights))
 
 
 def _class_probabilities(model: PipelineModel) -> F.Column:

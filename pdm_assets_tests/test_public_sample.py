@@ -68,9 +68,7 @@ def sample(tmp_path_factory: pytest.TempPathFactory, spark) -> Iterator[SampleRu
                 TRAIN_JOB,
                 partition_key="2015-03-01",
                 # Ten machines and 17 failures: the gate's floor is for fleets, not this slice.
-                run_config={
-                    "ops": {"failure_model": {"config": {"num_trees": 10, "min_pr_auc_lift": 0.0}}}
-                },
+                run_config={"ops": {"failure_model": {"config": {"min_pr_auc_lift": 0.0}}}},
             ),
             "score": run(
                 SCORE_JOB,
