@@ -42,6 +42,21 @@ def test_partitions_are_written_per_day_and_read_back_by_window(spark, tmp_path:
     assert _values(warehouse.read_window(spark, "t", window)) == [("2015-01-03", 3)]
 
 
+def test_a_window_spread_over_many_spark_partitions_makes_one_file_per_day(
+    spark, tmp_path: Path
+) -> None:
+    rows = [(f"2015-01-0{1 + i % 3}", i) for i in range(60)]
+    # Every one of the 6 partitions holds rows of every day: without the regrouping each would
+    # write a file per day.
+    frame = _frame(spark, rows).repartition(6)
+    warehouse = Warehouse(tmp_path)
+    warehouse.write_partitions("t", frame, JAN)
+    for day in ("2015-01-01", "2015-01-02", "2015-01-03"):
+        files = list((tmp_path / "t" / f"date={day}").resolve().glob("*.parquet"))
+        assert len(files) == 1, day
+    assert len(_values(warehouse.read_window(spark, "t", JAN))) == 60
+
+
 def test_window_read_is_one_scan_of_the_windows_versions_only(spark, tmp_path: Path) -> None:
     warehouse = Warehouse(tmp_path)
     warehouse.write_partitions("t", _frame(spark, [("2015-01-01", 1), ("2015-01-03", 3)]), JAN)

@@ -236,3 +236,21 @@ def test_machines_are_typed_and_bad_ages_quarantined(spark, tmp_path) -> None:
         (1, "model3", 18)
     ]
     assert list(reasons(result.quarantine).values()) == ["age is not a non-negative integer"]
+
+
+def test_counts_give_kept_rows_and_quarantined_rows_per_reason_in_one_pass(spark, tmp_path) -> None:
+    lines = [
+        GOOD,
+        "2015-01-02 07:00:00,1,170,450,100,40",
+        "2015-01-02 08:00:00,1,abc,450,100,40",
+        "2015-01-02 09:00:00,1,xyz,450,100,40",
+        "2015-01-02 10:30:00,1,170,450,100,40",
+    ]
+    result = validate_events(read(spark, tmp_path, "telemetry", lines), "telemetry", DAY)
+    kept, per_reason = result.counts()
+    assert kept == 2
+    # Most frequent first.
+    assert list(per_reason.items()) == [
+        ("volt is missing or not a finite number", 2),
+        ("datetime is not on the hour", 1),
+    ]
