@@ -43,17 +43,22 @@ pytest: install
 SETTING = $(BIN)/python -c 'from pdm_assets.settings import load_settings; print(load_settings().$(1))'
 
 # Runs launched from the UI or by the sensor share one warm Spark (a local Spark Connect server
-# started here and stopped on exit) instead of starting a JVM each; PDM_SPARK_MASTER set by you
-# wins, and PDM_WARM_SPARK=0 keeps a Spark per run.
+# started here and stopped on exit) instead of starting a JVM each. Only for the local
+# environment with a folder warehouse; a PDM_SPARK_MASTER you set wins, PDM_WARM_SPARK=0 keeps a
+# Spark per run, and a server that already runs for this home is reused and left running.
+SPARK_SERVER = $(BIN)/python -m pdm_assets.spark_server
 ui: install
 	@home=$${DAGSTER_HOME:-$$($(call SETTING,dagster_home))}; \
 		pdm_home=$$($(call SETTING,home)); \
 		$(BIN)/python -m pdm_assets.instance_config "$$home"; \
 		master=$${PDM_SPARK_MASTER:-}; \
-		if [ -z "$$master" ] && [ "$${PDM_WARM_SPARK:-1}" != 0 ]; then \
-			master=$$($(BIN)/python -m pdm_assets.spark_server start --home "$$pdm_home") || exit 1; \
-			trap '$(BIN)/python -m pdm_assets.spark_server stop --home "'"$$pdm_home"'"' EXIT; \
-			trap 'exit 130' INT TERM; \
+		if [ -z "$$master" ] && [ "$${PDM_WARM_SPARK:-1}" != 0 ] \
+			&& [ "$${PDM_ENV:-local}" = local ] && [ -z "$${PDM_WAREHOUSE:-}" ]; then \
+			if ! master=$$($(SPARK_SERVER) status --home "$$pdm_home" 2>/dev/null); then \
+				trap '$(SPARK_SERVER) stop --home "'"$$pdm_home"'"' EXIT; \
+				trap 'exit 130' INT TERM; \
+				master=$$($(SPARK_SERVER) start --home "$$pdm_home") || exit 1; \
+			fi; \
 		fi; \
 		echo "Dagster UI on http://127.0.0.1:3000 (DAGSTER_HOME=$$home; runs use Spark $${master:-local[*]})"; \
 		PDM_SPARK_MASTER="$$master" DAGSTER_HOME="$$home" $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000

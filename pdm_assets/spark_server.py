@@ -8,6 +8,7 @@ running. The server listens on 127.0.0.1 only and runs with the local session's 
 PDM_SPARK_CONF's.
 
     python -m pdm_assets.spark_server start --home .pdm_home   # prints the sc:// URL
+    python -m pdm_assets.spark_server status --home .pdm_home  # its URL, exit 1 if none
     python -m pdm_assets.spark_server stop --home .pdm_home
 
 The server's log and pid file live in `<home>/spark-connect/`.
@@ -16,6 +17,7 @@ The server's log and pid file live in `<home>/spark-connect/`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -54,15 +56,26 @@ def _listening(port: int) -> bool:
 
 
 def _running_pid(folder: Path) -> int | None:
+    """The pid in the pid file if that process is still this server (spark-submit execs the
+    JVM, so the pid is the JVM's); a reused pid or a stale file is not."""
     try:
         pid = int((folder / "server.pid").read_text().strip())
     except (OSError, ValueError):
         return None
+    if pid <= 1:
+        return None
     try:
-        os.kill(pid, 0)
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return None
-    return pid
+    return pid if SERVER_CLASS.encode() in command else None
+
+
+def status(home: Path, port: int = DEFAULT_PORT) -> str | None:
+    """The URL of this home's server if it runs and listens, else None."""
+    if _running_pid(server_folder(home)) is not None and _listening(port):
+        return connect_url(port)
+    return None
 
 
 def server_command(port: int, master: str, conf: dict[str, str]) -> list[str]:
@@ -93,7 +106,7 @@ def start(
     folder = server_folder(home)
     folder.mkdir(parents=True, exist_ok=True)
     url = connect_url(port)
-    if _running_pid(folder) is not None and _listening(port):
+    if status(home, port) is not None:
         logger.info("Spark Connect already running at %s", url)
         return url
     if _listening(port):
@@ -149,7 +162,8 @@ def stop(home: Path) -> bool:
         except ProcessLookupError:
             return True
         time.sleep(0.2)
-    os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
     return True
 
 
@@ -160,11 +174,18 @@ def _tail(log: Path, characters: int = 3000) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     parser = argparse.ArgumentParser(prog="python -m pdm_assets.spark_server")
-    parser.add_argument("action", choices=("start", "stop"))
+    parser.add_argument("action", choices=("start", "stop", "status"))
     parser.add_argument("--home", type=Path, required=True, help="the project home (PDM_HOME)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--master", default="local[*]", help="the server's own Spark master")
     args = parser.parse_args(argv)
+    if args.action == "status":
+        running = status(args.home, args.port)
+        if running is None:
+            logger.info("no Spark Connect server of %s is running", args.home)
+            return 1
+        sys.stdout.write(running + "\n")
+        return 0
     if args.action == "stop":
         stopped = stop(args.home)
         logger.info("Spark Connect stopped" if stopped else "no Spark Connect server was running")

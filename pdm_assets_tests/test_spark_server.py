@@ -3,6 +3,7 @@ itself runs in test_cluster.py, which computes a graph through it)."""
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -60,3 +61,14 @@ def test_without_java_the_command_fails_with_the_install_hint(
     code = spark_server.main(["start", "--home", str(tmp_path), "--port", str(port)])
     assert code == 1
     assert "Spark needs Java, and none was found" in caplog.text
+
+
+def test_a_pid_file_naming_another_live_process_is_not_the_server(tmp_path: Path) -> None:
+    folder = tmp_path / "spark-connect"
+    folder.mkdir()
+    # This test's own process: alive, but not a Spark Connect server; stop must not signal it.
+    (folder / "server.pid").write_text(str(os.getpid()))
+    assert spark_server.status(tmp_path) is None
+    assert spark_server.stop(tmp_path) is False
+    (folder / "server.pid").write_text("0")
+    assert spark_server.stop(tmp_path) is False
