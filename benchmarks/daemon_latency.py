@@ -27,8 +27,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from results_file import write_result
+
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
 START = date(2015, 1, 1)
 SENSOR_EVALUATED = "Checking for new runs for sensor: landing_sensor"
 TIMEOUT_SECONDS = 900
@@ -140,11 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         "days": measured,
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    name = f"daemon-{machines}-seed{seed}-{'cold' if args.cold else 'warm'}.json"
-    text = json.dumps(report, indent=2) + "\n"
-    (RESULTS / name).write_text(text)
-    sys.stdout.write(text)
+    write_result(f"daemon-{machines}-seed{seed}-{'cold' if args.cold else 'warm'}.json", report)
     return 0
 
 

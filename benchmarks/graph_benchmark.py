@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from results_file import write_result
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 START = date(2015, 1, 1)
@@ -171,7 +171,6 @@ def compare_with_yardstick(
     spark: Any, store: Any, landing: Path, first: date, end: date, repeats: int
 ) -> dict[str, Any]:
     """Time the Polars yardstick (median of `repeats`) and its largest difference from ours."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
     import polars_yardstick
 
     from pdm_assets.features import NUMERIC_FEATURES
@@ -326,12 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     report["load_average_end"] = [round(x, 2) for x in _load()]
     report["work"] = str(work)
-    RESULTS.mkdir(parents=True, exist_ok=True)
     suffix = f"-{args.label}" if args.label else ""
-    name = f"graph-{args.machines}x{args.days}-seed{args.seed}{suffix}.json"
-    text = json.dumps(report, indent=2) + "\n"
-    (RESULTS / name).write_text(text)
-    sys.stdout.write(text)
+    write_result(f"graph-{args.machines}x{args.days}-seed{args.seed}{suffix}.json", report)
     return 0
 
 

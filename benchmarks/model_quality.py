@@ -22,9 +22,10 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
+from results_file import write_result
+
 REPO = Path(__file__).resolve().parents[1]
 YARDSTICKS = REPO.parent / "shared" / "yardsticks"
-RESULTS = REPO / "benchmarks" / "results"
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 # The gate is not what is measured here, and a rerun's model must be the one scored.
@@ -231,11 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": {name: round(value, 1) for name, value in timings.items()},
         "work": str(work),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
     suffix = f"-{args.label}" if args.label else ""
-    name = f"model_quality-{args.machines}x{args.days}-seed{args.seed}{suffix}.json"
-    (RESULTS / name).write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    write_result(f"model_quality-{args.machines}x{args.days}-seed{args.seed}{suffix}.json", report)
     return 0
 
 

@@ -22,6 +22,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
+from polars.lazyframe.group_by import LazyGroupBy
 
 CADENCE = "12h"
 TELEMETRY_WINDOWS_HOURS = (12, 24, 36)
@@ -91,6 +92,21 @@ def read_landing(landing: Path, first: date, end: date, horizon_hours: int) -> L
     )
 
 
+def _trailing(events: pl.LazyFrame, hours: int) -> LazyGroupBy:
+    """Each machine's rows grouped into the windows (t - hours, t], t on the 12 h grid, labelled
+    t; only windows that hold a row."""
+    return events.sort("machine_id", "datetime").group_by_dynamic(
+        "datetime",
+        every=CADENCE,
+        period=f"{hours}h",
+        offset=f"-{hours}h",
+        closed="right",
+        label="right",
+        group_by="machine_id",
+        start_by="window",
+    )
+
+
 def _windows(telemetry: pl.LazyFrame, hours: int) -> pl.LazyFrame:
     """Mean and sample sd of each sensor over (t - hours, t], t on the 12 h grid."""
     stats = [
@@ -101,20 +117,7 @@ def _windows(telemetry: pl.LazyFrame, hours: int) -> pl.LazyFrame:
             pl.col(sensor).std(ddof=1).alias(f"{sensor}_sd_{hours}h"),
         )
     ]
-    return (
-        telemetry.sort("machine_id", "datetime")
-        .group_by_dynamic(
-            "datetime",
-            every=CADENCE,
-            period=f"{hours}h",
-            offset=f"-{hours}h",
-            closed="right",
-            label="right",
-            group_by="machine_id",
-            start_by="window",
-        )
-        .agg(pl.len().alias(f"_readings_{hours}h"), *stats)
-    )
+    return _trailing(telemetry, hours).agg(*stats)
 
 
 def features(data: Landing, first: date, end: date) -> pl.LazyFrame:
@@ -127,22 +130,9 @@ def features(data: Landing, first: date, end: date) -> pl.LazyFrame:
     rows = _windows(data.telemetry, 12).filter(pl.col("datetime").is_between(start, stop, "left"))
     for hours in TELEMETRY_WINDOWS_HOURS[1:]:
         rows = rows.join(_windows(data.telemetry, hours), on=keys, how="left")
-    error_counts = (
-        data.errors.sort("machine_id", "datetime")
-        .group_by_dynamic(
-            "datetime",
-            every=CADENCE,
-            period=f"{ERROR_WINDOW_HOURS}h",
-            offset=f"-{ERROR_WINDOW_HOURS}h",
-            closed="right",
-            label="right",
-            group_by="machine_id",
-            start_by="window",
-        )
-        .agg(
-            (pl.col("error_id") == e).sum().alias(f"error{e}_count_24h")
-            for e in range(1, ERROR_TYPES + 1)
-        )
+    error_counts = _trailing(data.errors, ERROR_WINDOW_HOURS).agg(
+        (pl.col("error_id") == e).sum().alias(f"error{e}_count_24h")
+        for e in range(1, ERROR_TYPES + 1)
     )
     rows = rows.join(error_counts, on=keys, how="left").with_columns(
         pl.col(f"error{e}_count_24h").fill_null(0).cast(pl.Int64) for e in range(1, ERROR_TYPES + 1)
