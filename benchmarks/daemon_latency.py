@@ -119,11 +119,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import dagster as dg
 
+    from pdm_assets.jobs import LANDED_DAY_JOB
+
     measured = []
     with dg.DagsterInstance.from_config(environment["DAGSTER_HOME"]) as instance:
         for day, complete, scored in latencies:
             runs = instance.get_runs(
-                dg.RunsFilter(job_name="daily_scoring_job", tags={"dagster/partition": str(day)})
+                dg.RunsFilter(job_name=LANDED_DAY_JOB, tags={"dagster/partition": str(day)})
             )
             run_start = instance.get_run_stats(runs[0].run_id).start_time if runs else None
             measured.append(

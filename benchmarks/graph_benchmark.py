@@ -2,12 +2,12 @@
 
 Simulates a fleet of `--days` days plus five, lands the first `--days`, then in one process:
 
-1. `ingest_job` over all landed days as one single-run backfill;
+1. `ingest_days_job` over all landed days as one single-run backfill;
 2. the same features and labels in Polars (`polars_yardstick.py`) on the same landing folder,
    timed and checked against the warehouse (largest |difference|);
-3. `train_job` at the first of the month of the new day, with the model's defaults (skipped when
-   that month start leaves less than `MIN_TRAIN_DAYS` days of history);
-4. lands the next day and runs `daily_scoring_job` for it (skipped with the training).
+3. `train_model_job` at the first of the month of the new day, with the model's defaults
+   (skipped when that month start leaves less than `MIN_TRAIN_DAYS` days of history);
+4. lands the next day and runs `landed_day_job` for it (skipped with the training).
 
 The last four days stay unlanded for `daemon_latency.py`, which measures a day's way from its
 `_COMPLETE` marker to its scores through the sensor and the daemon, in the same work folder.
@@ -254,9 +254,9 @@ def main(argv: list[str] | None = None) -> int:
 
         import dagster as dg
 
-        from pdm_assets.automation import SCORING_JOB
-        from pdm_assets.definitions import INGEST_JOB, TRAIN_JOB, build_definitions
+        from pdm_assets.definitions import build_definitions
         from pdm_assets.instance_config import ensure_instance_yaml
+        from pdm_assets.jobs import INGEST_JOB, LANDED_DAY_JOB, TRAIN_JOB
         from pdm_assets.settings import load_settings
         from pdm_assets.spark import SparkResource
         from pdm_assets.warehouse import open_store
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs["train"]["cutoff"] = cutoff.isoformat()
                 write_landing(fleet, landing, [new_day])
                 runs["daily_scoring"] = run_job(
-                    defs, instance, SCORING_JOB, spark_jobs, partition_key=new_day.isoformat()
+                    defs, instance, LANDED_DAY_JOB, spark_jobs, partition_key=new_day.isoformat()
                 )
                 runs["daily_scoring"]["day"] = new_day.isoformat()
             else:

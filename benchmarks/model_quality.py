@@ -68,7 +68,8 @@ def run_pdm_assets(
     )
     import dagster as dg
 
-    from pdm_assets.definitions import INGEST_JOB, SCORE_JOB, TRAIN_JOB, build_definitions
+    from pdm_assets.definitions import build_definitions
+    from pdm_assets.jobs import INGEST_JOB, SCORE_JOB, TRAIN_JOB
     from pdm_assets.settings import load_settings
     from pdm_assets.spark import SparkResource
     from pdm_assets.timewindow import Window

@@ -31,9 +31,8 @@ if TYPE_CHECKING:
     )
 
 from pdm_assets import landing
+from pdm_assets.jobs import LANDED_DAY_JOB, OUTCOMES_JOB
 
-SCORING_JOB = "daily_scoring_job"
-OUTCOMES_JOB = "outcomes_job"
 TRAIN_SCHEDULE = "monthly_training_schedule"
 LANDING_SENSOR = "landing_sensor"
 
@@ -151,7 +150,7 @@ def build_landing_sensor(
             cursor.add(day)
             requests.append(
                 dg.RunRequest(
-                    run_key=day.isoformat(), partition_key=day.isoformat(), job_name=SCORING_JOB
+                    run_key=day.isoformat(), partition_key=day.isoformat(), job_name=LANDED_DAY_JOB
                 )
             )
             settled = day - timedelta(days=horizon_days)

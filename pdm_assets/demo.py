@@ -18,8 +18,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from pdm_assets import training
-from pdm_assets.definitions import INGEST_JOB, SCORE_JOB, TRAIN_JOB, build_definitions
+from pdm_assets.definitions import build_definitions
 from pdm_assets.instance_config import ensure_instance_yaml
+from pdm_assets.jobs import INGEST_JOB, SCORE_JOB, TRAIN_JOB
 from pdm_assets.settings import Settings, load_settings
 from pdm_assets.simulator import FleetSpec, simulate, write_landing
 from pdm_assets.spark import JavaNotFoundError, SparkResource, ensure_java

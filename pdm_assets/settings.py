@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-ENVIRONMENTS = ("local", "cluster", "databricks")
+ENVIRONMENTS = ("local", "databricks")
 WAREHOUSE_FORMATS = ("parquet", "delta")
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
 
@@ -124,6 +124,12 @@ class Settings:
 def load_settings() -> Settings:
     """Read every PDM_* variable; raise a ValueError naming the variable when one is malformed."""
     environment = _env("PDM_ENV", "local")
+    if environment == "cluster":
+        raise ValueError(
+            "PDM_ENV=cluster is gone: the local environment runs on any Spark master. Unset "
+            "PDM_ENV and set PDM_SPARK_MASTER (spark://host:7077, yarn, k8s://..., sc://host:15002)"
+            " and PDM_WAREHOUSE (a folder or URI every executor sees)"
+        )
     if environment not in ENVIRONMENTS:
         raise ValueError(f"PDM_ENV must be one of {ENVIRONMENTS}, got {environment!r}")
     home = Path(_env("PDM_HOME", str(_checkout_root() / ".pdm_home"))).expanduser().resolve()
@@ -156,11 +162,6 @@ def load_settings() -> Settings:
             f"({registry_uri}), got {model_name!r}"
         )
     spark_master = _env("PDM_SPARK_MASTER", "" if on_databricks else "local[*]")
-    if environment == "cluster" and spark_master.startswith("local"):
-        raise ValueError(
-            "PDM_ENV=cluster needs PDM_SPARK_MASTER, e.g. spark://host:7077, yarn, "
-            "k8s://https://host:443 or sc://host:15002"
-        )
     warehouse_root = os.environ.get("PDM_WAREHOUSE", "").strip() or None
     if on_databricks and not is_uri(warehouse_root or ""):
         raise ValueError(

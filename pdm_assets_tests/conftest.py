@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,17 +9,6 @@ import pytest
 from pyspark.sql import SparkSession
 
 from pdm_assets.spark import SparkResource
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_DIR = REPO_ROOT.parent / "shared" / "data" / "azure-pdm-sample"
-NO_TELEMETRY = {"telemetry": {"enabled": False}}
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

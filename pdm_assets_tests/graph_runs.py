@@ -21,7 +21,8 @@ import time
 
 import dagster as dg
 
-from pdm_assets.definitions import INGEST_JOB, SCORE_JOB, TRAIN_JOB, build_definitions
+from pdm_assets.definitions import build_definitions
+from pdm_assets.jobs import INGEST_JOB, SCORE_JOB, TRAIN_JOB
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"

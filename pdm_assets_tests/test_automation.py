@@ -8,14 +8,9 @@ import dagster as dg
 import pytest
 
 from pdm_assets import landing
-from pdm_assets.automation import (
-    LANDING_SENSOR,
-    OUTCOMES_JOB,
-    SCORING_JOB,
-    TRAIN_SCHEDULE,
-    LandingCursor,
-)
+from pdm_assets.automation import LANDING_SENSOR, TRAIN_SCHEDULE, LandingCursor
 from pdm_assets.definitions import build_definitions
+from pdm_assets.jobs import LANDED_DAY_JOB, OUTCOMES_JOB
 from pdm_assets.simulator import FleetSpec, simulate, write_landing
 
 START = date(2015, 1, 1)
@@ -56,7 +51,7 @@ def _tick(  # type: ignore[no-untyped-def]
 
 
 def _scoring_keys(result) -> list[str]:  # type: ignore[no-untyped-def]
-    return [r.run_key for r in result.run_requests if r.job_name == SCORING_JOB]
+    return [r.run_key for r in result.run_requests if r.job_name == LANDED_DAY_JOB]
 
 
 def test_nothing_landed_skips_with_a_reason(defs: dg.Definitions) -> None:
@@ -71,7 +66,7 @@ def test_one_complete_day_requests_one_run_for_that_partition(
     _land(fleet, pdm_home, 1)
     result = _tick(defs)
     assert [(r.run_key, r.partition_key, r.job_name) for r in result.run_requests] == [
-        ("2015-01-01", "2015-01-01", SCORING_JOB)
+        ("2015-01-01", "2015-01-01", LANDED_DAY_JOB)
     ]
     assert json.loads(result.cursor) == {"watermark": "2015-01-01", "requested": []}
 
@@ -188,4 +183,4 @@ def test_outcomes_wait_until_the_settled_day_was_scored(
 ) -> None:
     _land(fleet, pdm_home, 8)
     result = _tick(defs, LandingCursor(date(2015, 1, 7)).serialize())
-    assert [r.job_name for r in result.run_requests] == [SCORING_JOB]
+    assert [r.job_name for r in result.run_requests] == [LANDED_DAY_JOB]

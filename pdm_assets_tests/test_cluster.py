@@ -23,8 +23,8 @@ from pyspark.sql import SparkSession
 
 from pdm_assets import spark_server
 from pdm_assets.warehouse import Warehouse
-from pdm_assets_tests.conftest import REPO_ROOT, free_port
 from pdm_assets_tests.frames import assert_same_rows
+from pdm_assets_tests.paths import REPO_ROOT, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -157,7 +157,7 @@ def test_features_and_scores_on_a_standalone_cluster_and_spark_connect_equal_loc
         {
             **base,
             "PDM_HOME": str(cluster_home),
-            "PDM_ENV": "cluster",
+            "PDM_ENV": "local",
             "PDM_SPARK_MASTER": standalone,
             "PDM_MLFLOW_TRACKING_URI": registry,
         },
@@ -167,7 +167,7 @@ def test_features_and_scores_on_a_standalone_cluster_and_spark_connect_equal_loc
         {
             **base,
             "PDM_HOME": str(connect_home),
-            "PDM_ENV": "cluster",
+            "PDM_ENV": "local",
             "PDM_SPARK_MASTER": connect_server,
             "PDM_MLFLOW_TRACKING_URI": registry,
         },

@@ -27,7 +27,7 @@ from dagster_databricks.databricks_pyspark_step_launcher import (
 from pyspark.sql import SparkSession
 
 from pdm_assets.databricks import cluster_libraries, load_databricks_settings, package_to_ship
-from pdm_assets.definitions import INGEST_JOB
+from pdm_assets.jobs import INGEST_JOB
 from pdm_assets.timewindow import Window
 from pdm_assets.warehouse import TableWarehouse
 from pdm_assets_tests.fake_databricks import FakeDatabricks, driver_environment

@@ -1,7 +1,6 @@
 """The definitions load in every environment and data source; settings fail with clear errors;
 no Java gives a message saying what to install."""
 
-import os
 import socket
 import subprocess
 import sys
@@ -12,12 +11,13 @@ import pytest
 
 from pdm_assets.assets.raw import ValidationRules
 from pdm_assets.databricks import no_step_launcher
-from pdm_assets.definitions import RESOURCES_BY_ENVIRONMENT, build_definitions
+from pdm_assets.definitions import build_definitions
 from pdm_assets.instance_config import ensure_instance_yaml
+from pdm_assets.resources import RESOURCES_BY_ENVIRONMENT
 from pdm_assets.settings import ENVIRONMENTS, load_settings
 from pdm_assets.sources import CsvFolderSource, SimulatedFleetSource
-from pdm_assets.spark import JavaNotFoundError, SparkResource, ensure_java, find_java
-from pdm_assets_tests.conftest import REPO_ROOT, SAMPLE_DIR
+from pdm_assets.spark import JavaNotFoundError, ensure_java, find_java
+from pdm_assets_tests.paths import REPO_ROOT, SAMPLE_DIR
 
 EXPECTED_ASSETS = {
     "raw_machines",
@@ -38,7 +38,8 @@ def test_definitions_load_in_every_environment(
     environment: str, pdm_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PDM_ENV", environment)
-    if environment == "cluster":
+    if environment == "local":
+        # The local environment runs on any master: here a standalone cluster's.
         monkeypatch.setenv("PDM_SPARK_MASTER", "spark://spark-master.invalid:7077")
     if environment == "databricks":
         monkeypatch.setenv("DATABRICKS_HOST", "https://adb-1.2.azuredatabricks.net")
@@ -59,7 +60,7 @@ def test_definitions_load_in_every_environment(
     assert keys == EXPECTED_ASSETS
     assert set(RESOURCES_BY_ENVIRONMENT) == set(ENVIRONMENTS)
     launcher = defs.resources["step_launcher"]
-    if environment == "cluster":
+    if environment == "local":
         assert defs.resources["spark"].master == "spark://spark-master.invalid:7077"
     if environment == "databricks":
         assert defs.resources["spark"].master == ""
@@ -108,9 +109,9 @@ def test_settings_default_under_the_home_and_reject_bad_values(
     with pytest.raises(ValueError, match="PDM_ENV must be one of"):
         load_settings()
     monkeypatch.setenv("PDM_ENV", "cluster")
-    with pytest.raises(ValueError, match="PDM_ENV=cluster needs PDM_SPARK_MASTER"):
+    with pytest.raises(ValueError, match="PDM_ENV=cluster is gone: .* set PDM_SPARK_MASTER"):
         load_settings()
-    monkeypatch.setenv("PDM_SPARK_MASTER", "yarn")
+    monkeypatch.setenv("PDM_ENV", "local")
     monkeypatch.setenv("PDM_SPARK_CONF", "[1, 2]")
     with pytest.raises(ValueError, match="PDM_SPARK_CONF must be a JSON object"):
         load_settings()
@@ -188,5 +189,4 @@ def test_a_session_without_java_fails_before_py4j(tmp_path: Path) -> None:
     )
     assert "JAVA-MISSING: Spark needs Java, and none was found" in completed.stderr
     assert "Py4J" not in completed.stderr and "Traceback" not in completed.stderr
-    assert SparkResource().master == "local[*]"
-    assert os.environ.get("PATH")  # this process is untouched
+    assert completed.returncode == 1

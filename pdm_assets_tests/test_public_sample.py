@@ -9,11 +9,12 @@ import dagster as dg
 import pytest
 from pyspark.sql import DataFrame
 
-from pdm_assets.definitions import INGEST_JOB, SCORE_JOB, TRAIN_JOB, build_definitions
+from pdm_assets.definitions import build_definitions
+from pdm_assets.jobs import INGEST_JOB, SCORE_JOB, TRAIN_JOB
 from pdm_assets.settings import Settings, load_settings
 from pdm_assets.validation import AFTER_LAST_PARTITION
 from pdm_assets.warehouse import Warehouse
-from pdm_assets_tests.conftest import NO_TELEMETRY, SAMPLE_DIR
+from pdm_assets_tests.paths import NO_TELEMETRY, SAMPLE_DIR
 
 pytestmark = pytest.mark.slow
 

@@ -20,12 +20,13 @@ import dagster as dg
 import pytest
 from pyspark.sql import DataFrame
 
-from pdm_assets.definitions import INGEST_JOB, build_definitions
+from pdm_assets.definitions import build_definitions
+from pdm_assets.jobs import INGEST_JOB
 from pdm_assets.settings import Settings, load_settings
 from pdm_assets.simulator import FleetSpec, simulate, write_landing
 from pdm_assets.warehouse.folder import LOCK_FILE, Warehouse
-from pdm_assets_tests.conftest import NO_TELEMETRY, REPO_ROOT
 from pdm_assets_tests.frames import assert_same_rows
+from pdm_assets_tests.paths import NO_TELEMETRY, REPO_ROOT
 
 pytestmark = pytest.mark.slow
 

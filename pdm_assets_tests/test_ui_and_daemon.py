@@ -20,10 +20,11 @@ import dagster as dg
 import pytest
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
-from pdm_assets.definitions import INGEST_JOB, TRAIN_JOB, build_definitions
+from pdm_assets.definitions import build_definitions
+from pdm_assets.jobs import INGEST_JOB, TRAIN_JOB
 from pdm_assets.settings import load_settings
 from pdm_assets_tests.browser import CHROMIUM, open_page
-from pdm_assets_tests.conftest import REPO_ROOT, free_port
+from pdm_assets_tests.paths import REPO_ROOT, free_port
 
 pytestmark = pytest.mark.slow
 

@@ -30,7 +30,7 @@ def require_every_day(store: DatasetStore, dataset: str, window: Window) -> None
             description=(
                 f"{dataset} lacks {len(missing)} of the {len(window.days)} days this step reads "
                 f"({window.label()}): {day_ranges(missing)}. A lookback with holes would give "
-                f"wrong values silently; materialise those days first (e.g. ingest_job for "
+                f"wrong values silently; materialise those days first (e.g. ingest_days_job for "
                 f"{missing[0]} .. {missing[-1]}), then run this step again."
             ),
             metadata={"missing_days": dg.MetadataValue.json([str(day) for day in missing])},
