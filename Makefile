@@ -36,8 +36,10 @@ typecheck: install
 TZ_TESTS := pdm_assets_tests/test_features.py pdm_assets_tests/test_labels_and_training_rows.py \
 	pdm_assets_tests/test_validation.py pdm_assets_tests/test_sources.py \
 	pdm_assets_tests/test_storage.py
+# Two workers, each taking whole test files (module fixtures stay in one process): the slow
+# files spend much of their time waiting on servers, daemons and subprocesses.
 pytest: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=12
 	TZ=America/New_York $(BIN)/python -m pytest -q -p no:cacheprovider $(TZ_TESTS)
 
 SETTING = $(BIN)/python -c 'from pdm_assets.settings import load_settings; print(load_settings().$(1))'

@@ -21,6 +21,7 @@ from pdm_assets import training
 from pdm_assets.definitions import build_definitions
 from pdm_assets.instance_config import ensure_instance_yaml
 from pdm_assets.jobs import INGEST_JOB, SCORE_JOB, TRAIN_JOB
+from pdm_assets.progress import Progress
 from pdm_assets.settings import Settings, load_settings
 from pdm_assets.simulator import FleetSpec, simulate, write_landing
 from pdm_assets.spark import JavaNotFoundError, SparkResource, ensure_java
@@ -60,25 +61,41 @@ def _run(
     defs: dg.Definitions,
     job: str,
     instance: dg.DagsterInstance,
+    progress: Progress,
     tags: dict[str, str],
     partition_key: str | None = None,
     op_config: dict[str, dict[str, object]] | None = None,
-) -> None:
-    run_config: dict[str, object] = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+) -> float:
+    """Run a job in this process, its steps reported by `progress`; the run's seconds."""
+    run_config: dict[str, object] = {"loggers": {"progress": {}}}
     if op_config:
         run_config["ops"] = {op: {"config": config} for op, config in op_config.items()}
-    result = defs.resolve_job_def(job).execute_in_process(
-        instance=instance,
-        tags=tags,
-        partition_key=partition_key,
-        raise_on_error=False,
-        run_config=run_config,
+    what = partition_key or f"{tags.get(RANGE_START_TAG)} .. {tags.get(RANGE_END_TAG)}"
+    progress.say(f"{job} ({what}) ...")
+    started = time.perf_counter()
+    result = (
+        defs.resolve_job_def(job)
+        .with_logger_defs({"progress": progress.logger()})
+        .execute_in_process(
+            instance=instance,
+            tags=tags,
+            partition_key=partition_key,
+            raise_on_error=False,
+            run_config=run_config,
+        )
     )
+    seconds = time.perf_counter() - started
     if not result.success:
         failure = next((event for event in result.all_events if event.is_step_failure), None)
         error = failure.step_failure_data.error if failure else None
         message = error.message if error else "see the Dagster UI"
         raise SystemExit(f"{job} failed (run {result.run_id}): {message}")
+    progress.say(f"{job} done in {seconds:.1f} s (run {result.run_id})")
+    return seconds
+
+
+def steps_of(defs: dg.Definitions, job: str) -> int:
+    return len(defs.resolve_job_def(job).graph.nodes)
 
 
 def _range_tags(first: date, last: date) -> dict[str, str]:
@@ -119,11 +136,15 @@ def format_report(
     at_risk: list[dict[str, object]],
     holdout_rows: int,
     settings: Settings,
+    progress_lines: list[str] | None = None,
 ) -> str:
     lines = [
         "pdm_assets demo",
         f"  fleet: {settings.sim_machines} machines, {plan.first_day} .. {plan.last_day}",
         f"  model cutoff: {plan.cutoff}; scored {plan.cutoff} .. {plan.last_day}",
+        "",
+        "progress:",
+        *(f"  {line}" for line in progress_lines or []),
         "",
         "timings (s): " + ", ".join(f"{step} {seconds:.1f}" for step, seconds in timings.items()),
         "",
@@ -182,8 +203,15 @@ def main(argv: list[str] | None = None) -> int:
     defs = build_definitions(settings)
     timings: dict[str, float] = {}
 
+    simulating = settings.data_source == "simulator"
+    progress = Progress(
+        total=int(simulating)
+        + sum(steps_of(defs, job) for job in (INGEST_JOB, TRAIN_JOB, SCORE_JOB))
+        + 1
+    )
     with dg.DagsterInstance.get() as instance:
-        if settings.data_source == "simulator":
+        if simulating:
+            progress.start("simulate the fleet and land its days")
             started = time.perf_counter()
             spec = FleetSpec(
                 settings.sim_machines,
@@ -191,37 +219,40 @@ def main(argv: list[str] | None = None) -> int:
                 settings.sim_days,
                 settings.sim_seed,
             )
-            write_landing(simulate(spec), settings.landing)
+            days = write_landing(simulate(spec), settings.landing)
             timings["simulate"] = time.perf_counter() - started
+            progress.end(
+                "simulate the fleet and land its days",
+                f": {settings.sim_machines} machines, {len(days)} days in {settings.landing}",
+            )
 
-        started = time.perf_counter()
-        _run(defs, INGEST_JOB, instance, _range_tags(demo.first_day, demo.last_day))
-        timings["ingest+features+labels"] = time.perf_counter() - started
-
-        started = time.perf_counter()
+        timings["ingest+features+labels"] = _run(
+            defs, INGEST_JOB, instance, progress, _range_tags(demo.first_day, demo.last_day)
+        )
         model_config = (
             {} if args.min_pr_auc_lift is None else {"min_pr_auc_lift": args.min_pr_auc_lift}
         )
-        _run(
+        timings["train"] = _run(
             defs,
             TRAIN_JOB,
             instance,
+            progress,
             {},
             partition_key=demo.cutoff.isoformat(),
             op_config={"failure_model": model_config},
         )
-        timings["train"] = time.perf_counter() - started
+        timings["score"] = _run(
+            defs, SCORE_JOB, instance, progress, _range_tags(demo.cutoff, demo.last_day)
+        )
 
-        started = time.perf_counter()
-        _run(defs, SCORE_JOB, instance, _range_tags(demo.cutoff, demo.last_day))
-        timings["score"] = time.perf_counter() - started
-
+    progress.start("holdout report")
     spark = SparkResource(master=settings.spark_master).get_session()
     warehouse = open_store(settings.warehouse, settings.warehouse_format)
     scores = warehouse.read_window(spark, "machine_scores", demo.scored_days)
     labels = warehouse.read_window(spark, "failure_labels", demo.scored_days)
     metrics, at_risk, holdout_rows = holdout_report(scores, labels)
-    report = format_report(demo, timings, metrics, at_risk, holdout_rows, settings)
+    progress.end("holdout report", f": {holdout_rows:,} scored rows with known labels")
+    report = format_report(demo, timings, metrics, at_risk, holdout_rows, settings, progress.lines)
     report_path = settings.home / "reports" / "demo.txt"
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(report)

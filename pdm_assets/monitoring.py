@@ -57,7 +57,7 @@ def outcome_rows(
     rows: int,
     censored: int,
     alerts: int,
-    max_drift: float,
+    max_drift: float | None,
 ) -> DataFrame:
     """One row per component for the day: the table the trend picture reads back."""
     records = [

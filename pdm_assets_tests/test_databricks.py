@@ -175,7 +175,9 @@ def _texts_of_upload(payload: bytes) -> bytes:
 def test_a_step_runs_on_the_fake_cluster_and_its_events_come_back(
     workspace: Workspace, spark: SparkSession, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    result = workspace.run("raw_machines", "raw_telemetry")
+    result = workspace.run(
+        "raw_machines", "quarantine_machines", "raw_telemetry", "quarantine_telemetry"
+    )
     assert result.success, workspace.failure_messages(result)
     fake = workspace.fake
 
@@ -267,7 +269,7 @@ def test_workspace_failures_fail_the_step_with_the_reason(
 ) -> None:
     for workspace in _workspace(tmp_path, monkeypatch, mode=mode, token=token):
         monkeypatch.setenv("PDM_DATABRICKS_TIMEOUT_SECONDS", "2")
-        result = workspace.run("raw_machines", partition=None)
+        result = workspace.run("raw_machines", "quarantine_machines", partition=None)
         assert not result.success
         assert expected in workspace.failure_messages(result)
         submits = workspace.fake.requests_to("/api/2.2/jobs/runs/submit")
@@ -290,7 +292,7 @@ def test_a_failing_remote_step_brings_its_error_back(
     empty.mkdir()
     monkeypatch.setenv("PDM_DATA_SOURCE", "csv")
     monkeypatch.setenv("PDM_CSV_DIR", str(empty))
-    result = workspace.run("raw_machines", partition=None)
+    result = workspace.run("raw_machines", "quarantine_machines", partition=None)
     assert not result.success
     messages = workspace.failure_messages(result)
     assert f"no PdM_machines.csv or .csv.gz in {empty}" in messages

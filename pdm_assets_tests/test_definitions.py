@@ -21,6 +21,11 @@ from pdm_assets_tests.paths import REPO_ROOT, SAMPLE_DIR
 
 EXPECTED_ASSETS = {
     "raw_machines",
+    "quarantine_machines",
+    "quarantine_telemetry",
+    "quarantine_errors",
+    "quarantine_maint",
+    "quarantine_failures",
     "raw_telemetry",
     "raw_errors",
     "raw_maintenance",
@@ -109,7 +114,7 @@ def test_settings_default_under_the_home_and_reject_bad_values(
     with pytest.raises(ValueError, match="PDM_ENV must be one of"):
         load_settings()
     monkeypatch.setenv("PDM_ENV", "cluster")
-    with pytest.raises(ValueError, match="PDM_ENV=cluster is gone: .* set PDM_SPARK_MASTER"):
+    with pytest.raises(ValueError, match=r"PDM_ENV=cluster is gone: .* set PDM_SPARK_MASTER"):
         load_settings()
     monkeypatch.setenv("PDM_ENV", "local")
     monkeypatch.setenv("PDM_SPARK_CONF", "[1, 2]")

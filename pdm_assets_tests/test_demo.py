@@ -1,5 +1,6 @@
 """The README's main command, end to end on a small fleet in a temp home."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,16 @@ def test_demo_runs_the_whole_graph_and_reports(
     assert report.count("P(failure within horizon)") == 8
     assert (pdm_home / "reports" / "demo.txt").read_text() in report
     assert (pdm_home / "landing" / "date=2015-03-16" / "_COMPLETE").exists()
+    # Progress as it goes, kept in the report too: simulate, 7 ingest steps, train, score, report.
+    assert "  [step 1 of 11] simulate the fleet and land its days done in" in report
+    assert re.search(
+        r"\n  \[step \d of 11\] raw_telemetry done in [\d.]+ s: "
+        r"quarantine_telemetry 0 rows in 75 partitions, raw_telemetry [\d,]+ rows in 75 "
+        r"partitions\n",
+        report,
+    )
+    assert "  [step 9 of 11] failure_model done in" in report
+    assert "  [step 11 of 11] holdout report done in" in report
 
 
 def test_demo_refuses_a_cutoff_that_is_not_a_month_start(pdm_home: Path) -> None:

@@ -179,6 +179,35 @@ def test_chromium_renders_the_asset_graph(server: Server, tmp_path: Path) -> Non
     assert sorted(nodes) == ["failure_labels", "machine_features"]
 
 
+RAW_GROUP_ASSETS = [
+    *(f"raw_{table}" for table in ("machines", "telemetry", "errors", "maintenance", "failures")),
+    *(f"quarantine_{table}" for table in ("machines", "telemetry", "errors", "maint", "failures")),
+]
+
+
+def test_chromium_shows_the_quarantine_assets_with_their_rows_and_reasons(
+    server: Server, tmp_path: Path
+) -> None:
+    # The group's list view: the graph view draws only the nodes in sight.
+    list_url = f"{server.url}/locations/pdm_assets.definitions/asset-groups/raw/list"
+    OUTPUT.mkdir(exist_ok=True)
+    with open_page(list_url, tmp_path / "list") as page:
+        nodes = page.wait_for_text(RAW_GROUP_ASSETS, timeout=90, every=True)
+        if page.wait_for_text(["Join the Dagster community"], timeout=5):
+            page.click_text("Skip")
+            time.sleep(1)
+        page.screenshot(OUTPUT / "raw-group-with-quarantine.png")
+    assert sorted(nodes) == sorted(RAW_GROUP_ASSETS)
+    # January was ingested before the server started: the asset page shows its last partition's
+    # metadata, the rows written and the table of reasons.
+    asset_url = f"{server.url}/assets/quarantine_telemetry"
+    with open_page(asset_url, tmp_path / "asset") as page:
+        expected = ["rows_written", "quarantine_reasons", "no rows quarantined"]
+        shown = page.wait_for_text(expected, timeout=90, every=True)
+        page.screenshot(OUTPUT / "quarantine-asset.png")
+        assert shown == expected, page.text()[:800]
+
+
 def test_a_dropped_day_is_scored_by_a_sensor_launched_run(server: Server) -> None:
     instance_dir = server.home / "dagster"
     started = time.monotonic()

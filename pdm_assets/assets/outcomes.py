@@ -13,11 +13,14 @@ from pdm_assets.assets.model import metrics_table
 from pdm_assets.partitions import GraphPartitions, partition_window
 from pdm_assets.spark import SparkResource, StepLauncherParam
 from pdm_assets.timewindow import Window
-from pdm_assets.warehouse import MissingDatasetError, WarehouseResource
+from pdm_assets.warehouse import MissingDatasetError, WarehouseResource, require_every_day
 
 MONITORING_GROUP = "monitoring"
 REFERENCE_DAYS = 28
 TREND_DAYS = 60
+# A day's features and the reference window before its month's cutoff: at most 30 days back to
+# the month start, then REFERENCE_DAYS more.
+FEATURE_LOOKBACK_DAYS = 30 + REFERENCE_DAYS
 
 
 def build_outcomes_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
@@ -35,6 +38,22 @@ def build_outcomes_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
         io_manager_key="warehouse_io_manager",
         kinds={"spark", "parquet"},
         ins={"machine_scores": dg.AssetIn(), "failure_labels": dg.AssetIn()},
+        # Read through the warehouse, not loaded as inputs: the drift reads two windows of
+        # features, the trend this asset's own earlier days.
+        deps=[
+            dg.AssetDep(
+                "machine_features",
+                partition_mapping=dg.TimeWindowPartitionMapping(
+                    start_offset=-FEATURE_LOOKBACK_DAYS
+                ),
+            ),
+            dg.AssetDep(
+                "model_outcomes",
+                partition_mapping=dg.TimeWindowPartitionMapping(
+                    start_offset=-TREND_DAYS, end_offset=-1
+                ),
+            ),
+        ],
     )
     def model_outcomes(
         context: dg.AssetExecutionContext,
@@ -51,13 +70,19 @@ def build_outcomes_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
         )
         cutoff = window.start.date().replace(day=1)
         reference_window = Window.of_days(cutoff - timedelta(days=REFERENCE_DAYS), cutoff)
-        try:
+        # The day's own features must all be there: a hole would read as "no drift".
+        require_every_day(warehouse.store, "machine_features", window)
+        current = warehouse.store.read_window(session, "machine_features", window)
+        reference_days = set(warehouse.store.partition_dates("machine_features"))
+        if reference_days.intersection(reference_window.days):
             reference = warehouse.store.read_window(session, "machine_features", reference_window)
-            current = warehouse.store.read_window(session, "machine_features", window)
             drift = monitoring.feature_drift(current, reference)
-        except MissingDatasetError:
-            drift = {}
-        max_drift = max(drift.values(), default=0.0)
+            max_drift: float | None = max(drift.values(), default=None)
+            drift_note = f"features of {window.label()} against {reference_window.label()}"
+        else:
+            # The first month of data has no reference: unknown, not zero.
+            drift, max_drift = {}, None
+            drift_note = f"not measured: no machine_features in {reference_window.label()}"
         per_day = [
             monitoring.outcome_rows(
                 session,
@@ -77,8 +102,11 @@ def build_outcomes_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
                 "censored_rows": censored,
                 "alert_rate": alerts / rows if rows else 0.0,
                 "realised_metrics": dg.MetadataValue.md(metrics_table(metrics)),
-                "max_feature_drift": max_drift,
-                "drifting": max_drift > monitoring.DRIFT_ALERT,
+                "max_feature_drift": dg.MetadataValue.float(max_drift)
+                if max_drift is not None
+                else dg.MetadataValue.null(),
+                "drifting": max_drift is not None and max_drift > monitoring.DRIFT_ALERT,
+                "drift_reference": drift_note,
                 "top_drift": dg.MetadataValue.json({k: round(v, 3) for k, v in top_drift.items()}),
                 "trend": plots.markdown_image(
                     plots.to_png(_trend_figure(warehouse, session, outcomes, window)),

@@ -1,4 +1,5 @@
-"""Raw tables: the source's rows of each day, typed and validated; bad rows quarantined."""
+"""Raw tables: the source's rows of each day, typed and validated; each beside its quarantine
+asset, the rows it did not keep with their reasons (same partitions, group raw)."""
 
 from collections import Counter
 from collections.abc import Iterator
@@ -20,7 +21,6 @@ from pdm_assets.validation import (
     validate_events,
     validate_machines,
 )
-from pdm_assets.warehouse import WarehouseResource
 
 RAW_GROUP = "raw"
 
@@ -58,14 +58,13 @@ def quarantine_dataset(table: str) -> str:
     return f"quarantine_{table}"
 
 
-def _quarantine_metadata(reasons: dict[str, int], path: str) -> dict[str, dg.MetadataValue]:
+def _quarantine_metadata(reasons: dict[str, int]) -> dict[str, dg.MetadataValue]:
     table = "\n".join(f"| {reason} | {count} |" for reason, count in reasons.items())
     return {
         "quarantined_rows": dg.MetadataValue.int(sum(reasons.values())),
         "quarantine_reasons": dg.MetadataValue.md(
             "| reason | rows |\n|---|---|\n" + table if reasons else "no rows quarantined"
         ),
-        "quarantine_path": dg.MetadataValue.path(path),
     }
 
 
@@ -97,17 +96,35 @@ def _check_specs(name: str) -> list[dg.AssetCheckSpec]:
     return specs
 
 
+def _quarantine_out(table: str, raw_asset: str) -> dg.AssetOut:
+    return dg.AssetOut(
+        io_manager_key="warehouse_io_manager",
+        description=(
+            f"Rows of the source's {table} table that {raw_asset} did not keep, each with its "
+            "reason, source file and line: unparseable or out-of-range values, unknown machines, "
+            "conflicting duplicates, rows outside the partitions."
+        ),
+        kinds={"spark", "parquet"},
+    )
+
+
 def build_raw_event_asset(name: str, partitions: GraphPartitions) -> dg.AssetsDefinition:
     table = RAW_EVENT_TABLES[name]
+    quarantine = quarantine_dataset(table)
 
-    @dg.asset(
+    @dg.multi_asset(
         name=name,
         group_name=RAW_GROUP,
-        description=DESCRIPTIONS[name],
+        outs={
+            name: dg.AssetOut(
+                io_manager_key="warehouse_io_manager",
+                description=DESCRIPTIONS[name],
+                kinds={"spark", "parquet"},
+            ),
+            quarantine: _quarantine_out(table, name),
+        },
         partitions_def=partitions.daily,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        io_manager_key="warehouse_io_manager",
-        kinds={"spark", "parquet"},
         check_specs=_check_specs(name),
         # Rows of a machine that is not in the machines table are quarantined.
         ins={"raw_machines": dg.AssetIn()},
@@ -117,7 +134,6 @@ def build_raw_event_asset(name: str, partitions: GraphPartitions) -> dg.AssetsDe
         step_launcher: StepLauncherParam,
         spark: SparkResource,
         source: RawSource,
-        warehouse: WarehouseResource,
         validation_rules: ValidationRules,
         raw_machines: DataFrame,
     ) -> Iterator[dg.Output[DataFrame] | dg.AssetCheckResult]:
@@ -144,21 +160,24 @@ def build_raw_event_asset(name: str, partitions: GraphPartitions) -> dg.AssetsDe
             machines=raw_machines,
             sensor_ranges=validation_rules.ranges(),
         )
-        quarantine = quarantine_dataset(table)
-        warehouse.store.write_partitions(quarantine, validated.quarantine, window)
         kept, reasons = validated.counts()
         quarantined = sum(reasons.values())
+        time_range = f"{window.start.isoformat()} .. {window.end.isoformat()}"
+        yield dg.Output(
+            validated.quarantine,
+            output_name=quarantine,
+            metadata={"time_range": time_range, **_quarantine_metadata(reasons)},
+        )
         yield dg.Output(
             validated.valid,
-            metadata={
-                "time_range": f"{window.start.isoformat()} .. {window.end.isoformat()}",
-                "rows": kept,
-                **_quarantine_metadata(reasons, warehouse.store.dataset_location(quarantine)),
-            },
+            output_name=name,
+            metadata={"time_range": time_range, "rows": kept, **_quarantine_metadata(reasons)},
         )
+        asset = dg.AssetKey(name)
         expected_schema = list(EXPECTED_TYPES[table].items())
         actual_schema = [(f.name, f.dataType.simpleString()) for f in validated.valid.schema]
         yield dg.AssetCheckResult(
+            asset_key=asset,
             check_name="schema",
             passed=actual_schema == expected_schema,
             metadata={"columns": dg.MetadataValue.json(dict(actual_schema))},
@@ -166,12 +185,14 @@ def build_raw_event_asset(name: str, partitions: GraphPartitions) -> dg.AssetsDe
         key = list(EVENT_KEYS[table])
         duplicates = validated.valid.groupBy(*key).count().where(F.col("count") > 1).count()
         yield dg.AssetCheckResult(
+            asset_key=asset,
             check_name="no_duplicate_keys",
             passed=duplicates == 0,
             metadata={"duplicate_keys": duplicates},
         )
         share = quarantined / (kept + quarantined) if kept + quarantined else 0.0
         yield dg.AssetCheckResult(
+            asset_key=asset,
             check_name="quarantine_share",
             passed=share <= MAX_QUARANTINE_SHARE,
             severity=dg.AssetCheckSeverity.WARN,
@@ -200,41 +221,50 @@ def machines_reporting_check(
     count = int(found["count"])
     examples = [f"{pair['machine_id']}@{pair['date']}" for pair in found["some"]]
     return dg.AssetCheckResult(
+        asset_key=dg.AssetKey("raw_telemetry"),
         check_name="every_machine_reporting",
         passed=count == 0,
         metadata={"silent_machine_days": count, "examples": ", ".join(examples) or "none"},
     )
 
 
-@dg.asset(
+@dg.multi_asset(
     group_name=RAW_GROUP,
-    description="One row per machine: model (model1..model4) and age in years.",
-    io_manager_key="warehouse_io_manager",
-    kinds={"spark", "parquet"},
+    outs={
+        "raw_machines": dg.AssetOut(
+            io_manager_key="warehouse_io_manager",
+            description="One row per machine: model (model1..model4) and age in years.",
+            kinds={"spark", "parquet"},
+        ),
+        quarantine_dataset("machines"): _quarantine_out("machines", "raw_machines"),
+    },
 )
 def raw_machines(
     step_launcher: StepLauncherParam,
     spark: SparkResource,
     source: RawSource,
-    warehouse: WarehouseResource,
-) -> dg.Output[DataFrame]:
+) -> Iterator[dg.Output[DataFrame]]:
     try:
         validated = validate_machines(source.read_machines(spark.get_session()))
     except SourceFormatError as error:
         raise dg.Failure(description=str(error)) from error
-    quarantine = quarantine_dataset("machines")
-    warehouse.store.write_table(quarantine, validated.quarantine.drop("date"))
     # A register of machines is small: its summary comes from one collect.
     register = validated.valid.select("model", "age").collect()
     _, reasons = validated.counts()
-    return dg.Output(
+    yield dg.Output(
+        validated.quarantine.drop("date"),
+        output_name=quarantine_dataset("machines"),
+        metadata=_quarantine_metadata(reasons),
+    )
+    yield dg.Output(
         validated.valid,
+        output_name="raw_machines",
         metadata={
             "models": dg.MetadataValue.json(
                 dict(sorted(Counter(r["model"] for r in register).items()))
             ),
             "max_age": max((int(row["age"]) for row in register), default=0),
-            **_quarantine_metadata(reasons, warehouse.store.dataset_location(quarantine)),
+            **_quarantine_metadata(reasons),
         },
     )
 

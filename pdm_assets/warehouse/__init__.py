@@ -4,7 +4,7 @@
 - folder.py: the folder store (`Warehouse`), day versions swapped atomically with symlinks;
 - tables.py: the table store (`TableWarehouse`), Delta or Parquet tables on a URI;
 - stores.py: `open_store`, which picks one from the warehouse root;
-- io_manager.py: the IO manager and the resource assets use for side tables.
+- io_manager.py: the IO manager, and the resource assets use to read windows beyond their inputs.
 """
 
 from pdm_assets.warehouse.folder import Warehouse

@@ -42,7 +42,8 @@ def _dataset_name(asset_key: dg.AssetKey) -> str:
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The warehouse root, for assets that write side tables (quarantine) beside their output."""
+    """The warehouse root, for assets that look at more than their loaded inputs (which days of
+    raw_failures exist, for the labels' censoring; the outcomes' drift reference and trend)."""
 
     root: str = Field(description="A folder, or a URI such as abfss://, s3:// or dbfs:/.")
     table_format: str = Field(
