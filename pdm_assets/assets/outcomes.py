@@ -13,7 +13,12 @@ from pdm_assets.assets.model import metrics_table
 from pdm_assets.partitions import GraphPartitions, partition_window
 from pdm_assets.spark import SparkResource, StepLauncherParam
 from pdm_assets.timewindow import Window
-from pdm_assets.warehouse import MissingDatasetError, WarehouseResource, require_every_day
+from pdm_assets.warehouse import (
+    DatasetStore,
+    MissingDatasetError,
+    WarehouseResource,
+    require_every_day,
+)
 
 MONITORING_GROUP = "monitoring"
 REFERENCE_DAYS = 28
@@ -68,21 +73,7 @@ def build_outcomes_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
         metrics, rows, censored, alerts = monitoring.realised_quality(
             machine_scores, failure_labels
         )
-        cutoff = window.start.date().replace(day=1)
-        reference_window = Window.of_days(cutoff - timedelta(days=REFERENCE_DAYS), cutoff)
-        # The day's own features must all be there: a hole would read as "no drift".
-        require_every_day(warehouse.store, "machine_features", window)
-        current = warehouse.store.read_window(session, "machine_features", window)
-        reference_days = set(warehouse.store.partition_dates("machine_features"))
-        if reference_days.intersection(reference_window.days):
-            reference = warehouse.store.read_window(session, "machine_features", reference_window)
-            drift = monitoring.feature_drift(current, reference)
-            max_drift: float | None = max(drift.values(), default=None)
-            drift_note = f"features of {window.label()} against {reference_window.label()}"
-        else:
-            # The first month of data has no reference: unknown, not zero.
-            drift, max_drift = {}, None
-            drift_note = f"not measured: no machine_features in {reference_window.label()}"
+        drift, max_drift, drift_note = drift_since_cutoff(warehouse.store, session, window)
         per_day = [
             monitoring.outcome_rows(
                 session,
@@ -116,6 +107,25 @@ def build_outcomes_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
         )
 
     return model_outcomes
+
+
+def drift_since_cutoff(
+    store: DatasetStore, session: SparkSession, window: Window
+) -> tuple[dict[str, float], float | None, str]:
+    """Drift of the window's features from the REFERENCE_DAYS before its month's cutoff: per
+    feature, the largest, and what was compared (or why nothing was)."""
+    cutoff = window.start.date().replace(day=1)
+    reference_window = Window.of_days(cutoff - timedelta(days=REFERENCE_DAYS), cutoff)
+    # The day's own features must all be there: a hole would read as "no drift".
+    require_every_day(store, "machine_features", window)
+    if not set(store.partition_dates("machine_features")).intersection(reference_window.days):
+        # The first month of data has no reference: unknown, not zero.
+        return {}, None, f"not measured: no machine_features in {reference_window.label()}"
+    current = store.read_window(session, "machine_features", window)
+    reference = store.read_window(session, "machine_features", reference_window)
+    drift = monitoring.feature_drift(current, reference)
+    compared = f"features of {window.label()} against {reference_window.label()}"
+    return drift, max(drift.values(), default=None), compared
 
 
 def _day_quality(
