@@ -29,3 +29,22 @@ def pdm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in ("PDM_DATA_SOURCE", "PDM_CSV_DIR", "PDM_MLFLOW_TRACKING_URI", "PDM_ENV"):
         monkeypatch.delenv(name, raising=False)
     return home
+
+
+# The longest files first: on make test's two workers the last file to start is then a short
+# one, not the standalone cluster or the daemon (measured with --durations).
+LONGEST_FIRST = (
+    "test_runs_and_time_zones.py",
+    "test_ui_and_daemon.py",
+    "test_cluster.py",
+    "test_public_sample.py",
+    "test_assets.py",
+    "test_databricks.py",
+    "test_demo.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
+    # A stable sort: the tests of a file keep their order.
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
