@@ -27,7 +27,7 @@ class Progress:
     """Counts steps over several runs; `total` is every step the caller will run."""
 
     total: int
-    out: TextIO = field(default=sys.stdout)
+    out: TextIO = field(default_factory=lambda: sys.stdout)
     lines: list[str] = field(default_factory=list)
     done: int = 0
     _started: dict[str, float] = field(default_factory=dict)
