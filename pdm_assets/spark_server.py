@@ -157,6 +157,9 @@ def stop(home: Path) -> bool:
         return False
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
+        # A server this very process started stays a zombie, and its group alive, until reaped.
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
         try:
             os.killpg(pid, 0)
         except ProcessLookupError:

@@ -118,18 +118,36 @@ def connect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         assert spark_server.stop(home)
 
 
-def _graph_run(env: dict[str, str], *args: str) -> dict[str, float]:
-    completed = subprocess.run(
-        [sys.executable, "-m", "pdm_assets_tests.graph_runs", *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    lines = completed.stdout.strip().splitlines()
-    return json.loads(lines[-1]) if lines else {}  # type: ignore[no-any-return]
+def _graph_runs(logs: Path, *runs: tuple[dict[str, str], list[str]]) -> list[dict[str, float]]:
+    """`graph_runs steps ...` in processes of their own, side by side; each one's timings."""
+    logs.mkdir(exist_ok=True)
+    processes = []
+    for number, (env, steps) in enumerate(runs):
+        out, err = logs / f"run{number}.out", logs / f"run{number}.err"
+        with out.open("w") as stdout, err.open("w") as stderr:
+            processes.append(
+                (
+                    subprocess.Popen(
+                        [sys.executable, "-m", "pdm_assets_tests.graph_runs", "steps", *steps],
+                        cwd=REPO_ROOT,
+                        env=env,
+                        stdout=stdout,
+                        stderr=stderr,
+                    ),
+                    out,
+                    err,
+                )
+            )
+    timings = []
+    for process, out, err in processes:
+        assert process.wait(timeout=900) == 0, err.read_text()[-3000:]
+        lines = out.read_text().strip().splitlines()
+        timings.append(json.loads(lines[-1]) if lines else {})
+    return timings
+
+
+INGEST = "ingest:2015-01-01:2015-02-05"
+SCORE = "score:2015-02-01:2015-02-05"
 
 
 def test_features_and_scores_on_a_standalone_cluster_and_spark_connect_equal_local_mode(
@@ -141,37 +159,26 @@ def test_features_and_scores_on_a_standalone_cluster_and_spark_connect_equal_loc
     for name in ("PDM_DATA_SOURCE", "PDM_CSV_DIR", "PDM_WAREHOUSE", "DAGSTER_HOME"):
         base.pop(name, None)
     registry = f"sqlite:///{local_home / 'mlflow' / 'mlflow.db'}"
-    local_env = {
-        **base,
-        "PDM_HOME": str(local_home),
-        "PDM_ENV": "local",
-        "PDM_SPARK_MASTER": "local[2]",
-        "PDM_MLFLOW_TRACKING_URI": registry,
-    }
-    # The model both runs score with: January's days, trained once, locally.
-    _graph_run(local_env, "train", "2015-01-01", "2015-01-31", "2015-02-01")
 
-    score_range = ("score", "2015-01-01", "2015-02-01", "2015-02-05")
-    local_timings = _graph_run(local_env, *score_range)
-    cluster_timings = _graph_run(
-        {
+    def environment(home: Path, master: str) -> dict[str, str]:
+        return {
             **base,
-            "PDM_HOME": str(cluster_home),
+            "PDM_HOME": str(home),
             "PDM_ENV": "local",
-            "PDM_SPARK_MASTER": standalone,
+            "PDM_SPARK_MASTER": master,
             "PDM_MLFLOW_TRACKING_URI": registry,
-        },
-        *score_range,
+        }
+
+    # Locally: the days, the model all three score with (trained on January), and the scores.
+    (local_timings,) = _graph_runs(
+        tmp_path / "logs-local",
+        (environment(local_home, "local[2]"), [INGEST, "train:2015-02-01", SCORE]),
     )
-    connect_timings = _graph_run(
-        {
-            **base,
-            "PDM_HOME": str(connect_home),
-            "PDM_ENV": "local",
-            "PDM_SPARK_MASTER": connect_server,
-            "PDM_MLFLOW_TRACKING_URI": registry,
-        },
-        *score_range,
+    # The same days on the cluster and through Connect, side by side, scored with that model.
+    cluster_timings, connect_timings = _graph_runs(
+        tmp_path / "logs-remote",
+        (environment(cluster_home, standalone), [INGEST, SCORE]),
+        (environment(connect_home, connect_server), [INGEST, SCORE]),
     )
     for dataset in ("raw_telemetry", "machine_features", "failure_labels", "machine_scores"):
         local = Warehouse(local_home / "warehouse").read_all(spark, dataset)
