@@ -117,8 +117,8 @@ def drift_since_cutoff(
     cutoff = window.start.date().replace(day=1)
     reference_window = Window.of_days(cutoff - timedelta(days=REFERENCE_DAYS), cutoff)
     # The day's own features must all be there: a hole would read as "no drift".
-    require_every_day(store, "machine_features", window)
-    if not set(store.partition_dates("machine_features")).intersection(reference_window.days):
+    materialised = require_every_day(store, "machine_features", window)
+    if not materialised.intersection(reference_window.days):
         # The first month of data has no reference: unknown, not zero.
         return {}, None, f"not measured: no machine_features in {reference_window.label()}"
     current = store.read_window(session, "machine_features", window)

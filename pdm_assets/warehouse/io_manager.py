@@ -1,5 +1,7 @@
 """The IO manager that stores Spark DataFrames as warehouse datasets, and the warehouse resource."""
 
+from datetime import date
+
 import dagster as dg
 from pydantic import Field
 from pyspark.sql import DataFrame
@@ -15,8 +17,9 @@ from pdm_assets.warehouse.stores import open_store
 ALLOW_MISSING_PARTITIONS = "pdm/allow_missing_partitions"
 
 
-def require_every_day(store: DatasetStore, dataset: str, window: Window) -> None:
-    """Refuse to read a window of an upstream dataset that has holes.
+def require_every_day(store: DatasetStore, dataset: str, window: Window) -> set[date]:
+    """Refuse to read a window of an upstream dataset that has holes; the dataset's materialised
+    days otherwise.
 
     A lookback with a missing day gives features computed on short windows and "days since
     replacement" without the missing replacements, all without an error; so the step fails
@@ -35,6 +38,7 @@ def require_every_day(store: DatasetStore, dataset: str, window: Window) -> None
             ),
             metadata={"missing_days": dg.MetadataValue.json([str(day) for day in missing])},
         )
+    return materialised
 
 
 def _dataset_name(asset_key: dg.AssetKey) -> str:
