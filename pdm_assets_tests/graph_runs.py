@@ -1,28 +1,29 @@
 """Run the graph's jobs in a process of its own, settings from the PDM_* environment.
 
-Used by the cluster test: a process holds one SparkContext, so the run against a standalone
-master needs a fresh interpreter. A file, not `python -c`: pyspark's Spark Connect import
-mistakes a `-c` main module for a doctest run and exits.
-
-    python -m pdm_assets_tests.graph_runs train FIRST LAST CUTOFF
-    python -m pdm_assets_tests.graph_runs score INGEST_FIRST SCORE_FIRST LAST
-
-`score` prints one JSON line of wall times.
+Used by the cluster and time-zone tests: a process holds one SparkContext and one time zone, so
+a run against a standalone master or under another `TZ` needs a fresh interpreter. A file, not
+`python -c`: pyspark's Spark Connect import mistakes a `-c` main module for a doctest run and
+exits.
 
     python -m pdm_assets_tests.graph_runs steps ingest:FIRST:LAST train:CUTOFF score:FIRST:LAST
 
 runs those jobs in order (each a range run, train with the small model) and prints one JSON line
-of their wall times; it stops with an error at the first job that fails.
+of their wall times; it stops with an error at the first job that fails. `start` and `finish`
+do that from a test.
 """
 
 import json
+import subprocess
 import sys
 import time
+from collections.abc import Mapping
+from pathlib import Path
 
 import dagster as dg
 
 from pdm_assets.definitions import build_definitions
 from pdm_assets.jobs import INGEST_JOB, SCORE_JOB, TRAIN_JOB
+from pdm_assets_tests.paths import REPO_ROOT
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -66,28 +67,30 @@ def run_steps(defs: dg.Definitions, steps: list[str]) -> dict[str, float]:
     return timings
 
 
-def main(argv: list[str]) -> int:
-    command, *args = argv
-    defs = build_definitions()
-    if command == "steps":
-        sys.stdout.write(json.dumps(run_steps(defs, args)) + "\n")
-        return 0
-    if command == "train":
-        first, last, cutoff = args
-        run_range(defs, INGEST_JOB, first, last)
-        run(
-            defs,
-            TRAIN_JOB,
-            partition_key=cutoff,
-            run_config={"ops": {"failure_model": {"config": SMALL_MODEL}}},
+def start(env: Mapping[str, str], steps: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """`steps` in a process of its own with `env`; its log (stderr) in `log`."""
+    with log.open("wb") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pdm_assets_tests.graph_runs", "steps", *steps],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
         )
-        return 0
-    ingest_first, score_first, last = args
-    timings = {
-        "ingest_seconds": run_range(defs, INGEST_JOB, ingest_first, last),
-        "score_seconds": run_range(defs, SCORE_JOB, score_first, last),
-    }
-    sys.stdout.write(json.dumps(timings) + "\n")
+
+
+def finish(process: subprocess.Popen[bytes], log: Path, timeout: float = 900) -> dict[str, float]:
+    """Wait for a process `start` began; the wall time of each of its steps."""
+    out, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, log.read_text(errors="replace")[-4000:]
+    return json.loads(out.decode().strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main(argv: list[str]) -> int:
+    command, *steps = argv
+    if command != "steps":
+        raise SystemExit(f"usage: graph_runs steps JOB:DAYS ..., got {command!r}")
+    sys.stdout.write(json.dumps(run_steps(build_definitions(), steps)) + "\n")
     return 0
 
 

@@ -23,6 +23,7 @@ from pyspark.sql import SparkSession
 
 from pdm_assets import spark_server
 from pdm_assets.warehouse import Warehouse
+from pdm_assets_tests import graph_runs
 from pdm_assets_tests.frames import assert_same_rows
 from pdm_assets_tests.paths import REPO_ROOT, free_port
 
@@ -119,31 +120,13 @@ def connect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def _graph_runs(logs: Path, *runs: tuple[dict[str, str], list[str]]) -> list[dict[str, float]]:
-    """`graph_runs steps ...` in processes of their own, side by side; each one's timings."""
+    """Graph runs in processes of their own, side by side; each one's step timings."""
     logs.mkdir(exist_ok=True)
-    processes = []
-    for number, (env, steps) in enumerate(runs):
-        out, err = logs / f"run{number}.out", logs / f"run{number}.err"
-        with out.open("w") as stdout, err.open("w") as stderr:
-            processes.append(
-                (
-                    subprocess.Popen(
-                        [sys.executable, "-m", "pdm_assets_tests.graph_runs", "steps", *steps],
-                        cwd=REPO_ROOT,
-                        env=env,
-                        stdout=stdout,
-                        stderr=stderr,
-                    ),
-                    out,
-                    err,
-                )
-            )
-    timings = []
-    for process, out, err in processes:
-        assert process.wait(timeout=900) == 0, err.read_text()[-3000:]
-        lines = out.read_text().strip().splitlines()
-        timings.append(json.loads(lines[-1]) if lines else {})
-    return timings
+    started = [
+        (graph_runs.start(env, steps, logs / f"run{number}.log"), logs / f"run{number}.log")
+        for number, (env, steps) in enumerate(runs)
+    ]
+    return [graph_runs.finish(process, log) for process, log in started]
 
 
 INGEST = "ingest:2015-01-01:2015-02-05"

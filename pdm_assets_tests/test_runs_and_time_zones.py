@@ -5,11 +5,9 @@ time zone is not UTC. Each run here is a real Dagster run on a small simulated f
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,8 +23,9 @@ from pdm_assets.jobs import INGEST_JOB
 from pdm_assets.settings import Settings, load_settings
 from pdm_assets.simulator import FleetSpec, simulate, write_landing
 from pdm_assets.warehouse.folder import LOCK_FILE, Warehouse
+from pdm_assets_tests import graph_runs
 from pdm_assets_tests.frames import assert_same_rows
-from pdm_assets_tests.paths import NO_TELEMETRY, REPO_ROOT
+from pdm_assets_tests.paths import NO_TELEMETRY
 
 pytestmark = pytest.mark.slow
 
@@ -140,19 +139,7 @@ def _run_graph(home: Path, steps: list[str], log: Path, **env: str) -> subproces
         if not key.startswith("PDM_") and key != "DAGSTER_HOME"
     }
     environment.update({**FLEET, "PDM_HOME": str(home), **env})
-    return subprocess.Popen(
-        [sys.executable, "-m", "pdm_assets_tests.graph_runs", "steps", *steps],
-        cwd=REPO_ROOT,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=log.open("wb"),
-    )
-
-
-def _wait(process: subprocess.Popen[bytes], log: Path, timeout: float = 600) -> dict[str, float]:
-    out, _ = process.communicate(timeout=timeout)
-    assert process.returncode == 0, log.read_text()[-4000:]
-    return json.loads(out.decode().strip().splitlines()[-1])
+    return graph_runs.start(environment, steps, log)
 
 
 WAITING = "raw_telemetry: another run is writing this dataset; waiting"
@@ -180,7 +167,7 @@ def test_two_runs_writing_the_same_partitions_at_once_take_turns(tmp_path: Path,
             time.sleep(0.5)
         fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
     for run, log in zip(runs, logs, strict=True):
-        _wait(run, log)
+        graph_runs.finish(run, log, timeout=600)
     # Both are green; each said it waited and that its rows replace the other's.
     for log in logs:
         assert "raw_telemetry: waited" in log.read_text()
@@ -208,9 +195,10 @@ def test_ingest_and_scores_under_berlin_time_equal_the_utc_run(tmp_path: Path, s
     utc_home, berlin_home = tmp_path / "utc", tmp_path / "berlin"
     ingest, score = "ingest:2015-03-10:2015-04-03", "score:2015-04-01:2015-04-03"
     utc_log, berlin_log = tmp_path / "utc.log", tmp_path / "berlin.log"
-    _wait(
+    graph_runs.finish(
         _run_graph(utc_home, [ingest, "train:2015-04-01", score], utc_log, TZ="UTC", **TZ_FLEET),
         utc_log,
+        timeout=600,
     )
     # The Berlin run scores with the model the UTC run registered: same model, same inputs.
     tracking = f"sqlite:///{utc_home / 'mlflow' / 'mlflow.db'}"
@@ -222,7 +210,7 @@ def test_ingest_and_scores_under_berlin_time_equal_the_utc_run(tmp_path: Path, s
         PDM_MLFLOW_TRACKING_URI=tracking,
         **TZ_FLEET,
     )
-    _wait(berlin, berlin_log)
+    graph_runs.finish(berlin, berlin_log, timeout=600)
     names = ("raw_telemetry", "raw_failures", "machine_features", "failure_labels")
     for name in (*names, "machine_scores"):
         utc_rows = Warehouse(utc_home / "warehouse").read_all(spark, name)
