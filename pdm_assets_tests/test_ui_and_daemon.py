@@ -1,7 +1,8 @@
 """The real webserver and daemon on 127.0.0.1: GraphQL, headless Chromium, sensor-launched runs.
 
-`dagster dev` runs in its own process group in a temp home; a small fleet's January is ingested
-and the February model trained beforehand, in process, against the same instance.
+`dagster dev` runs in its own process group in a temp home, its runs on a warm Spark Connect
+server as `make ui` sets it up; a small fleet's January is ingested and the February model
+trained beforehand, in process, against the same instance.
 """
 
 import json
@@ -12,6 +13,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -20,6 +22,7 @@ import dagster as dg
 import pytest
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
+from pdm_assets import spark_server
 from pdm_assets.definitions import build_definitions
 from pdm_assets.jobs import INGEST_JOB, TRAIN_JOB
 from pdm_assets.settings import load_settings
@@ -97,7 +100,17 @@ def _prepare_home(home: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, spark) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("ui-home")
-    env = _prepare_home(home)
+    # As under `make ui`, the runs dagster dev launches meet a warm Spark Connect server instead
+    # of starting a JVM each; it starts while January is ingested here.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        warm_spark = pool.submit(spark_server.start, home, free_port())
+        try:
+            env = _prepare_home(home)
+            env["PDM_SPARK_MASTER"] = warm_spark.result()
+        except BaseException:
+            warm_spark.exception()
+            spark_server.stop(home)
+            raise
     port = free_port()
     log = (home / "dagster-dev.log").open("w")
     process = subprocess.Popen(
@@ -140,6 +153,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, spark) -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
         log.close()
+        spark_server.stop(home)
 
 
 def test_graphql_lists_the_assets_and_a_launched_partition_succeeds(server: Server) -> None:
