@@ -31,16 +31,12 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-# The suite runs in the machine's time zone; the time-window tests run again in a zone with a
-# negative offset and summer time, where a naive window edge would shift by 4-5 hours.
-TZ_TESTS := pdm_assets_tests/test_features.py pdm_assets_tests/test_labels_and_training_rows.py \
-	pdm_assets_tests/test_validation.py pdm_assets_tests/test_sources.py \
-	pdm_assets_tests/test_storage.py
 # Two workers, each taking whole test files (module fixtures stay in one process): the slow
-# files spend much of their time waiting on servers, daemons and subprocesses.
+# files spend much of their time waiting on servers, daemons and subprocesses. The time-window
+# tests also run again under America/New_York, as one test of the suite
+# (pdm_assets_tests/test_other_time_zone.py).
 pytest: install
 	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=12
-	TZ=America/New_York $(BIN)/python -m pytest -q -p no:cacheprovider $(TZ_TESTS)
 
 SETTING = $(BIN)/python -c 'from pdm_assets.settings import load_settings; print(load_settings().$(1))'
 

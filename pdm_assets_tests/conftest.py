@@ -41,6 +41,7 @@ LONGEST_FIRST = (
     "test_assets.py",
     "test_databricks.py",
     "test_demo.py",
+    "test_other_time_zone.py",
 )
 
 
