@@ -36,7 +36,7 @@ typecheck: install
 # tests also run again under America/New_York, as one test of the suite
 # (pdm_assets_tests/test_other_time_zone.py).
 pytest: install
-	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=12
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=12
 
 SETTING = $(BIN)/python -c 'from pdm_assets.settings import load_settings; print(load_settings().$(1))'
 
