@@ -31,17 +31,18 @@ def pdm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-# The longest files first: on make test's two workers the last file to start is then a short
-# one, not the standalone cluster or the daemon (measured with --durations).
+# The longest files first (make test passes --no-loadscope-reorder, or xdist would hand files
+# out by their number of tests): on the two workers the last file to start is then a short one,
+# not the standalone cluster or the daemon (measured with --durations).
 LONGEST_FIRST = (
     "test_runs_and_time_zones.py",
     "test_ui_and_daemon.py",
     "test_cluster.py",
-    "test_public_sample.py",
     "test_assets.py",
     "test_databricks.py",
     "test_demo.py",
     "test_other_time_zone.py",
+    "test_public_sample.py",
 )
 
 
