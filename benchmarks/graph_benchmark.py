@@ -217,6 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="work folder to keep (default: a temp one)")
     parser.add_argument("--label", default="", help="suffix of the result file's name")
     parser.add_argument("--yardstick-repeats", type=int, default=3)
+    parser.add_argument(
+        "--in-memory-instance",
+        action="store_true",
+        help="Dagster's in-memory instance instead of sqlite under DAGSTER_HOME (the event log's "
+        "cost per event apart; daemon_latency.py cannot use such a work folder)",
+    )
     args = parser.parse_args(argv)
     work = args.keep or Path(tempfile.mkdtemp(prefix="pdm-graph-bench-"))
     home = work / "pdm"
@@ -279,7 +285,13 @@ def main(argv: list[str] | None = None) -> int:
         runs: dict[str, Any] = {}
         # On disk under DAGSTER_HOME, so that daemon_latency.py's `dagster dev` sees the runs.
         ensure_instance_yaml(settings.dagster_home)
-        with dg.DagsterInstance.local_temp(str(settings.dagster_home)) as instance:
+        instance_context = (
+            dg.DagsterInstance.ephemeral()
+            if args.in_memory_instance
+            else dg.DagsterInstance.local_temp(str(settings.dagster_home))
+        )
+        report["dagster_instance"] = "in memory" if args.in_memory_instance else "sqlite"
+        with instance_context as instance:
             last = (new_day - timedelta(days=1)).isoformat()
             runs["ingest"] = run_job(
                 defs,
