@@ -42,7 +42,8 @@ class Landing:
     machines: pl.LazyFrame
 
 
-def _day_files(landing: Path, table: str, first: date, end: date) -> list[str]:
+def day_files(landing: Path, table: str, first: date, end: date) -> list[str]:
+    """The `table` CSVs of the landed days in [first, end)."""
     days = [first + timedelta(days=i) for i in range((end - first).days)]
     files = [landing / f"date={day.isoformat()}" / f"{table}.csv" for day in days]
     return [str(path) for path in files if path.exists()]
@@ -69,19 +70,19 @@ def read_landing(landing: Path, first: date, end: date, horizon_hours: int) -> L
     )
     event = {"datetime": pl.Datetime("us"), "machineID": pl.Int64}
     telemetry = _scan(
-        _day_files(landing, "telemetry", lookback, end),
+        day_files(landing, "telemetry", lookback, end),
         {**event, **dict.fromkeys(SENSORS, pl.Float64)},
     ).rename({"machineID": "machine_id"})
     errors = _scan(
-        _day_files(landing, "errors", lookback, end), {**event, "errorID": pl.String}
+        day_files(landing, "errors", lookback, end), {**event, "errorID": pl.String}
     ).select("datetime", pl.col("machineID").alias("machine_id"), _number("errorID", "error"))
     maint_files = [str(landing / "history" / "maint.csv")]
-    maint_files += _day_files(landing, "maint", data_first, end)
+    maint_files += day_files(landing, "maint", data_first, end)
     maintenance = _scan(maint_files, {**event, "comp": pl.String}).select(
         "datetime", pl.col("machineID").alias("machine_id"), _number("comp", "comp")
     )
     failures = _scan(
-        _day_files(landing, "failures", data_first, label_end), {**event, "failure": pl.String}
+        day_files(landing, "failures", data_first, label_end), {**event, "failure": pl.String}
     ).select("datetime", pl.col("machineID").alias("machine_id"), _number("failure", "comp"))
     maintenance = maintenance.rename({"comp": "component"})
     failures = failures.rename({"failure": "component"})

@@ -32,6 +32,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from polars_yardstick import day_files
 from results_file import write_result
 
 START = date(2015, 1, 1)
@@ -42,12 +43,6 @@ SCHEMAS = {
     "maint": f"{EVENT}, comp string",
     "failures": f"{EVENT}, failure string",
 }
-
-
-def _day_files(landing: Path, table: str, first: date, end: date) -> list[str]:
-    days = [first + timedelta(days=i) for i in range((end - first).days)]
-    paths = [landing / f"date={day.isoformat()}" / f"{table}.csv" for day in days]
-    return [str(path) for path in paths if path.exists()]
 
 
 def read_landing(spark: Any, landing: Path, end: date) -> dict[str, Any]:
@@ -63,18 +58,18 @@ def read_landing(spark: Any, landing: Path, end: date) -> dict[str, Any]:
 
     maint_files = [
         str(landing / "history" / "maint.csv"),
-        *_day_files(landing, "maint", START, end),
+        *day_files(landing, "maint", START, end),
     ]
     failure_end = end + timedelta(days=8)
     return {
-        "telemetry": csv("telemetry", _day_files(landing, "telemetry", START, end)),
-        "errors": csv("errors", _day_files(landing, "errors", START, end)).select(
+        "telemetry": csv("telemetry", day_files(landing, "telemetry", START, end)),
+        "errors": csv("errors", day_files(landing, "errors", START, end)).select(
             "machine_id", "datetime", number("errorID", "error").alias("error_id")
         ),
         "maintenance": csv("maint", maint_files).select(
             "machine_id", "datetime", number("comp", "comp").alias("component")
         ),
-        "failures": csv("failures", _day_files(landing, "failures", START, failure_end)).select(
+        "failures": csv("failures", day_files(landing, "failures", START, failure_end)).select(
             "machine_id", "datetime", number("failure", "comp").alias("component")
         ),
         "machines": spark.read.csv(
@@ -104,6 +99,11 @@ def features_and_labels(tables: dict[str, Any], end: date) -> tuple[Any, Any]:
         rows.select("machine_id", "datetime"), tables["failures"], horizon_hours, known_until
     )
     return rows, label_rows
+
+
+def write_features_and_labels(rows: Any, label_rows: Any, folder: Path) -> None:
+    rows.write.mode("overwrite").partitionBy("date").parquet(str(folder / "features"))
+    label_rows.write.mode("overwrite").partitionBy("date").parquet(str(folder / "labels"))
 
 
 def timed(action: Callable[[], None], repeats: int) -> dict[str, Any]:
@@ -151,8 +151,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def written() -> None:
         rows, label_rows = features_and_labels(read_landing(spark, landing, end), end)
-        rows.write.mode("overwrite").partitionBy("date").parquet(str(scratch / "features"))
-        label_rows.write.mode("overwrite").partitionBy("date").parquet(str(scratch / "labels"))
+        write_features_and_labels(rows, label_rows, scratch)
 
     def ingest() -> None:
         from pyspark.sql import functions as F
@@ -166,9 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                 dated = frame.withColumn("date", F.to_date("datetime"))
                 dated.write.mode("overwrite").partitionBy("date").parquet(path)
             raw[name] = spark.read.parquet(path)
-        rows, label_rows = features_and_labels(raw, end)
-        rows.write.mode("overwrite").partitionBy("date").parquet(str(scratch / "features"))
-        label_rows.write.mode("overwrite").partitionBy("date").parquet(str(scratch / "labels"))
+        write_features_and_labels(*features_and_labels(raw, end), scratch)
 
     report: dict[str, Any] = {
         "fleet": {"machines": int(environment["PDM_SIM_MACHINES"]), "days": args.days},

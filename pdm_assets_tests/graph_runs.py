@@ -13,6 +13,7 @@ do that from a test.
 """
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -20,9 +21,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from pdm_assets.definitions import build_definitions
 from pdm_assets.jobs import INGEST_JOB, SCORE_JOB, TRAIN_JOB
+from pdm_assets.settings import load_settings
 from pdm_assets_tests.paths import REPO_ROOT
 
 RANGE_START = "dagster/asset_partition_range_start"
@@ -77,6 +80,19 @@ def start(env: Mapping[str, str], steps: list[str], log: Path) -> subprocess.Pop
             stdout=subprocess.PIPE,
             stderr=stderr,
         )
+
+
+def run_here(env: Mapping[str, str], steps: list[str]) -> dict[str, float]:
+    """`steps` in this process and its Spark, with `env`'s PDM_* settings only, as `start` would
+    run them in a process of its own; each step's wall time."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [name for name in os.environ if name.startswith("PDM_")]:
+            patch.delenv(name)
+        patch.delenv("DAGSTER_HOME", raising=False)
+        for name, value in env.items():
+            if name.startswith("PDM_"):
+                patch.setenv(name, value)
+        return run_steps(build_definitions(load_settings()), steps)
 
 
 def finish(process: subprocess.Popen[bytes], log: Path, timeout: float = 900) -> dict[str, float]:

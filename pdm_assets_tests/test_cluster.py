@@ -22,8 +22,6 @@ import pytest
 from pyspark.sql import SparkSession
 
 from pdm_assets import spark_server
-from pdm_assets.definitions import build_definitions
-from pdm_assets.settings import load_settings
 from pdm_assets.warehouse import Warehouse
 from pdm_assets_tests import graph_runs
 from pdm_assets_tests.frames import assert_same_rows
@@ -156,16 +154,9 @@ def test_features_and_scores_on_a_standalone_cluster_and_spark_connect_equal_loc
 
     # Locally, in this process's Spark (the session the tests share is local[2]): the days, the
     # model all three score with (trained on January), and the scores.
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("PDM_DATA_SOURCE", "PDM_CSV_DIR", "PDM_WAREHOUSE", "DAGSTER_HOME"):
-            patch.delenv(name, raising=False)
-        local = environment(local_home, "local[2]")
-        for name, value in local.items():
-            if name.startswith("PDM_"):
-                patch.setenv(name, value)
-        local_timings = graph_runs.run_steps(
-            build_definitions(load_settings()), [INGEST, "train:2015-02-01", SCORE]
-        )
+    local_timings = graph_runs.run_here(
+        environment(local_home, "local[2]"), [INGEST, "train:2015-02-01", SCORE]
+    )
     # The same days on the cluster and through Connect, side by side, scored with that model.
     cluster_timings, connect_timings = _graph_runs(
         tmp_path / "logs-remote",

@@ -202,13 +202,7 @@ def test_ingest_and_scores_under_berlin_time_equal_the_utc_run(tmp_path: Path, s
     utc_steps = [ingest, "train:2015-04-01", score]
     if _utc_all_year():
         # This process is a UTC run already: its warm Spark saves a process and a JVM.
-        with pytest.MonkeyPatch.context() as patch:
-            for name in [name for name in os.environ if name.startswith("PDM_")]:
-                patch.delenv(name)
-            patch.delenv("DAGSTER_HOME", raising=False)
-            for name, value in {**FLEET, **TZ_FLEET, "PDM_HOME": str(utc_home)}.items():
-                patch.setenv(name, value)
-            graph_runs.run_steps(build_definitions(load_settings()), utc_steps)
+        graph_runs.run_here({**FLEET, **TZ_FLEET, "PDM_HOME": str(utc_home)}, utc_steps)
     else:
         utc_run = _run_graph(utc_home, utc_steps, utc_log, TZ="UTC", **TZ_FLEET)
         graph_runs.finish(utc_run, utc_log, timeout=600)

@@ -108,7 +108,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, spark) -> Iterator[Server]:
             env = _prepare_home(home)
             env["PDM_SPARK_MASTER"] = warm_spark.result()
         except BaseException:
-            warm_spark.exception()
+            warm_spark.exception()  # its start ends first, so that stop finds its pid file
             spark_server.stop(home)
             raise
     port = free_port()
