@@ -3,9 +3,11 @@
 Simulates a fleet, trains pdm_assets' model at a cutoff and scores the month after it, runs the
 yardstick `seed_method.py` (the notebooks' method) on the same files, and evaluates both with
 the yardstick `evaluate_scores.py` against leak-free labels, on the same rows. The yardsticks
-run in place from ../shared/yardsticks.
+are not part of this repository: `--yardsticks DIR` names the folder that holds
+`landing_to_pdm.py`, `seed_method.py` and `evaluate_scores.py`, and they run in place there.
 
-    python benchmarks/model_quality.py --machines 300 --days 240 --seed 1 --cutoff 2015-08-01
+    python benchmarks/model_quality.py --yardsticks DIR --machines 300 --days 240 --seed 1 \
+        --cutoff 2015-08-01
 
 Writes benchmarks/results/model_quality-<machines>x<days>-seed<seed>.json and prints it.
 """
@@ -24,8 +26,7 @@ from pathlib import Path
 
 from results_file import write_result
 
-REPO = Path(__file__).resolve().parents[1]
-YARDSTICKS = REPO.parent / "shared" / "yardsticks"
+YARDSTICK_SCRIPTS = ("landing_to_pdm.py", "seed_method.py", "evaluate_scores.py")
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 # The gate is not what is measured here, and a rerun's model must be the one scored.
@@ -36,10 +37,18 @@ def _next_month(day: date) -> date:
     return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
 
 
-def _yardstick(script: str, *args: str) -> dict[str, object]:
+def _yardsticks_dir(value: str) -> Path:
+    folder = Path(value).resolve()
+    missing = [script for script in YARDSTICK_SCRIPTS if not (folder / script).is_file()]
+    if missing:
+        raise argparse.ArgumentTypeError(f"{folder} lacks {', '.join(missing)}")
+    return folder
+
+
+def _yardstick(yardsticks: Path, script: str, *args: str) -> dict[str, object]:
     completed = subprocess.run(
         [sys.executable, script, *args],
-        cwd=YARDSTICKS,
+        cwd=yardsticks,
         capture_output=True,
         text=True,
         check=False,
@@ -115,6 +124,13 @@ def run_pdm_assets(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--yardsticks",
+        type=_yardsticks_dir,
+        required=True,
+        metavar="DIR",
+        help="folder holding " + ", ".join(YARDSTICK_SCRIPTS) + "; they run in place there",
+    )
     parser.add_argument("--machines", type=int, default=300)
     parser.add_argument("--days", type=int, default=240, help="simulated days from 2015-01-01")
     parser.add_argument("--seed", type=int, default=1)
@@ -141,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     last = start + timedelta(days=args.days - 1)
     if not start < args.cutoff <= last or args.cutoff.day != 1:
         raise SystemExit(f"--cutoff must be the first of a month in {start + timedelta(1)}..{last}")
-    work = args.keep or Path(tempfile.mkdtemp(prefix="pdm-quality-"))
+    # Absolute: the yardsticks run with their own folder as working directory.
+    work = (args.keep or Path(tempfile.mkdtemp(prefix="pdm-quality-"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
 
@@ -154,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         began = time.perf_counter()
         spec = FleetSpec(machines=args.machines, start=start, days=args.days, seed=args.seed)
         write_landing(simulate(spec), landing)
-        _yardstick("landing_to_pdm.py", str(landing), str(csv_dir))
+        _yardstick(args.yardsticks, "landing_to_pdm.py", str(landing), str(csv_dir))
         timings["simulate_and_convert"] = time.perf_counter() - began
 
     began = time.perf_counter()
@@ -167,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         began = time.perf_counter()
         seed_run = _yardstick(
+            args.yardsticks,
             "seed_method.py",
             str(csv_dir),
             str(work / "seed"),
@@ -194,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     failures = str(csv_dir / "PdM_failures.csv")
     evaluation = {
         "pdm_assets": _yardstick(
+            args.yardsticks,
             "evaluate_scores.py",
             str(ours),
             failures,
@@ -206,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             *common,
         ),
         "seed_method": _yardstick(
+            args.yardsticks,
             "evaluate_scores.py",
             str(work / "seed" / "scores"),
             failures,

@@ -6,7 +6,8 @@ import socket
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_DIR = REPO_ROOT.parent / "shared" / "data" / "azure-pdm-sample"
+# The public sample, shipped with the tests (its source and licence in the README beside it).
+SAMPLE_DIR = REPO_ROOT / "pdm_assets_tests" / "data" / "azure-pdm-sample"
 # Dagster instance settings for a test home: no telemetry is sent from a test run.
 NO_TELEMETRY = {"telemetry": {"enabled": False}}
 
