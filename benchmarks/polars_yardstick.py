@@ -1,4 +1,4 @@
-"""The features and labels of DESIGN.md in Polars, straight from a landing folder: a yardstick.
+"""The features and labels of docs/model.md in Polars, straight from a landing folder: a yardstick.
 
 An independent implementation (time-based rolling windows instead of the project's pairing of
 readings with observation times) that the graph benchmark times beside the graph, and that a test
@@ -61,8 +61,9 @@ def _number(column: str, prefix: str) -> pl.Expr:
     return pl.col(column).str.strip_prefix(prefix).cast(pl.Int32)
 
 
-def read_landing(landing: Path, first: date, end: date, horizon_hours: int) -> Landing:
+def read_landing(landing: Path | str, first: date, end: date, horizon_hours: int) -> Landing:
     """The rows the features of [first, end) and their labels need, with the project's names."""
+    landing = Path(landing)
     lookback = first - timedelta(days=2)  # covers the 36 h telemetry window
     label_end = end + timedelta(hours=horizon_hours) + timedelta(days=1)
     data_first = min(
@@ -196,10 +197,11 @@ def labels(
 
 
 def compute(
-    landing: Path, first: date, end: date, horizon_hours: int = 168
+    landing: Path | str, first: date, end: date, horizon_hours: int = 168
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Features and labels of the observation times in [first, end); failures known to `end`
     plus the horizon where the landing has them."""
+    landing = Path(landing)
     data = read_landing(landing, first, end, horizon_hours)
     feature_rows = features(data, first, end).collect()
     last_failure_day = max(

@@ -2,7 +2,10 @@
 
 Run from the checkout root::
 
-    .venv/bin/python benchmarks/simulator_benchmark.py
+    .venv/bin/python benchmarks/simulator_benchmark.py [--fleet PATH]
+
+The fleet is the shipped default description (the Azure data set's shape) unless --fleet
+names another description.
 
 Writes the medians to stdout and to benchmarks/results/simulator.json.
 """
@@ -20,12 +23,13 @@ import time
 from datetime import date
 from pathlib import Path
 
+from pdm_assets.fleet import Fleet, load_fleet
 from pdm_assets.simulator import FleetSpec, simulate, write_landing
 
 RESULTS = Path(__file__).resolve().parent / "results" / "simulator.json"
 
 
-def run(machines: int, days: int, repeats: int, seed: int) -> dict[str, object]:
+def run(machines: int, days: int, repeats: int, seed: int, fleet: Fleet) -> dict[str, object]:
     spec = FleetSpec(machines=machines, start=date(2015, 1, 1), days=days, seed=seed)
     simulate_seconds: list[float] = []
     write_seconds: list[float] = []
@@ -36,20 +40,21 @@ def run(machines: int, days: int, repeats: int, seed: int) -> dict[str, object]:
         folder = Path(tempfile.mkdtemp(prefix="pdm-sim-bench-"))
         try:
             began = time.perf_counter()
-            fleet = simulate(spec)
-            simulated = time.perf_counter()
-            written = write_landing(fleet, folder / "landing")
+            simulated = simulate(spec, fleet)
+            simulated_at = time.perf_counter()
+            written = write_landing(simulated, folder / "landing")
             finished = time.perf_counter()
-            simulate_seconds.append(simulated - began)
-            write_seconds.append(finished - simulated)
-            telemetry_rows = sum(fleet.row_counts(day)["telemetry"] for day in written)
+            simulate_seconds.append(simulated_at - began)
+            write_seconds.append(finished - simulated_at)
+            telemetry_rows = sum(simulated.row_counts(day)["telemetry"] for day in written)
             landed_bytes = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-            del fleet
+            del simulated
         finally:
             shutil.rmtree(folder, ignore_errors=True)
     simulate_median = statistics.median(simulate_seconds)
     write_median = statistics.median(write_seconds)
     return {
+        "fleet": fleet.name,
         "machines": machines,
         "days": days,
         "seed": seed,
@@ -73,8 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--fleet", type=Path, default=None, help="a fleet description TOML (default: shipped)"
+    )
     args = parser.parse_args(argv)
-    result = run(args.machines, args.days, args.repeats, args.seed)
+    result = run(args.machines, args.days, args.repeats, args.seed, load_fleet(args.fleet))
     text = json.dumps(result, indent=2) + "\n"
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text, encoding="utf-8")

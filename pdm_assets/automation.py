@@ -1,9 +1,11 @@
 """Sensor-triggered daily scoring and the monthly training schedule.
 
-A landed day is complete when its folder has all four table files and the `_COMPLETE` marker,
-which the writer puts down last (landing.py). The sensor requests one run per complete day, in
-date order, with run_key = the day: Dagster never launches two runs with the same run key for a
-sensor, so a re-dropped day or a repeated tick cannot run a day twice.
+A landed day is complete when its folder has the file of every table of the fleet description
+and the `_COMPLETE` marker, which the writer puts down last (landing.py). The folder may be an
+object-store URI: it is listed through the same file-system layer the landing source reads.
+The sensor requests one run per complete day, in date order, with run_key = the day: Dagster
+never launches two runs with the same run key for a sensor, so a re-dropped day or a repeated
+tick cannot run a day twice.
 
 The cursor is JSON, {"watermark": day, "requested": [days after it]}: every day up to the
 watermark has been requested; days after it that were requested out of order (a later day
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     )
 
 from pdm_assets import landing
+from pdm_assets.fleet import Fleet
 from pdm_assets.jobs import LANDED_DAY_JOB, OUTCOMES_JOB
 
 TRAIN_SCHEDULE = "monthly_training_schedule"
@@ -82,14 +85,10 @@ class LandingCursor:
 
 
 def new_complete_days(
-    landing_dir: Path, cursor: LandingCursor, first_day: date, last_day: date
+    complete: list[date], cursor: LandingCursor, first_day: date, last_day: date
 ) -> list[date]:
     """Complete landed days inside the partitions that the cursor has not requested, in order."""
-    return [
-        day
-        for day in landing.complete_days(landing_dir)
-        if first_day <= day <= last_day and cursor.is_new(day)
-    ]
+    return [day for day in complete if first_day <= day <= last_day and cursor.is_new(day)]
 
 
 def ingested_through(instance: dg.DagsterInstance, first_day: date) -> date:
@@ -102,13 +101,15 @@ def ingested_through(instance: dg.DagsterInstance, first_day: date) -> date:
 
 
 def build_landing_sensor(
-    landing_dir: Path,
+    landing_dir: Path | str,
     daily: dg.DailyPartitionsDefinition,
-    horizon_days: int,
+    fleet: Fleet,
     jobs: list["UnresolvedAssetJobDefinition"],
     minimum_interval_seconds: int = 5,
 ) -> dg.SensorDefinition:
     first_day = daily.start.date()
+    horizon_days = fleet.horizon_days
+    files = ", ".join(fleet.event_tables)
 
     @dg.sensor(
         name=LANDING_SENSOR,
@@ -116,7 +117,7 @@ def build_landing_sensor(
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
-            f"Watches {landing_dir} for complete days (all four files plus _COMPLETE) and "
+            f"Watches {landing_dir} for complete days ({files} files plus _COMPLETE) and "
             "requests raw -> features -> labels -> scores for each, once (run_key = the day), "
             f"and the outcomes of the day {horizon_days} days earlier, whose labels it completes."
         ),
@@ -133,11 +134,12 @@ def build_landing_sensor(
             cursor.watermark = max(cursor.watermark, ingested_through(context.instance, first_day))
         scored = context.instance.get_materialized_partitions(dg.AssetKey("machine_scores"))
         last_day = date.fromisoformat(last_key)
-        days = new_complete_days(landing_dir, cursor, first_day, last_day)
+        complete = landing.complete_days(landing_dir, fleet.event_tables)
+        days = new_complete_days(complete, cursor, first_day, last_day)
         if not days:
             if warning:
                 return dg.SensorResult(skip_reason=warning, cursor=cursor.serialize())
-            beyond = [day for day in landing.complete_days(landing_dir) if day > last_day]
+            beyond = [day for day in complete if day > last_day]
             if beyond:
                 return dg.SkipReason(
                     f"no new complete day in {landing_dir}; {len(beyond)} landed days after the "

@@ -196,7 +196,13 @@ def package_to_ship(staging_root: Path | None = None) -> Path:
             f"{excluded[0]!r}, so the uploaded zip would be empty; set TMPDIR elsewhere"
         )
     source = Path(__file__).resolve().parent
-    files = sorted(path for path in source.rglob("*.py") if "__pycache__" not in path.parts)
+    # The code and the fleet descriptions it ships with (the default is read at import).
+    files = sorted(
+        path
+        for pattern in ("*.py", "fleets/*.toml")
+        for path in source.rglob(pattern)
+        if "__pycache__" not in path.parts
+    )
     digest = hashlib.sha256()
     for path in files:
         digest.update(str(path.relative_to(source)).encode())
@@ -227,6 +233,9 @@ def forwarded_environment(settings: Settings, databricks: DatabricksSettings) ->
     }
     forwarded["PDM_ENV"] = settings.environment
     forwarded["PDM_HOME"] = databricks.remote_home
+    # The description file is on this machine, not the cluster's: the step gets its content.
+    forwarded.pop("PDM_FLEET", None)
+    forwarded["PDM_FLEET_JSON"] = settings.fleet.model_dump_json()
     forwarded["PDM_WAREHOUSE"] = settings.warehouse
     return forwarded
 

@@ -37,7 +37,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             build_landing_sensor(
                 settings.landing,
                 partitions.daily,
-                settings.horizon_days,
+                settings.fleet,
                 [landed_day_job, outcomes_job],
             )
         ],

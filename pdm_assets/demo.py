@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 
 import dagster as dg
 from pyspark.sql import DataFrame
@@ -19,6 +20,7 @@ from pyspark.sql import functions as F
 
 from pdm_assets import training
 from pdm_assets.definitions import build_definitions
+from pdm_assets.fleet import DEFAULT_FLEET, Fleet
 from pdm_assets.instance_config import ensure_instance_yaml
 from pdm_assets.jobs import INGEST_JOB, SCORE_JOB, TRAIN_JOB
 from pdm_assets.progress import Progress
@@ -45,10 +47,10 @@ class DemoPlan:
 
 def plan(settings: Settings, cutoff: date | None) -> DemoPlan:
     first = settings.partitions_start
-    last = min(
-        first + timedelta(days=settings.sim_days - 1),
-        settings.partitions_end - timedelta(days=1),
-    )
+    last = settings.partitions_end - timedelta(days=1)
+    if settings.data_source == "simulator":
+        # The simulated days; a real source covers the partitions the user set.
+        last = min(first + timedelta(days=settings.sim_days - 1), last)
     chosen = cutoff or last.replace(day=1)
     if chosen.day != 1 or not first < chosen <= last:
         raise SystemExit(
@@ -103,13 +105,13 @@ def _range_tags(first: date, last: date) -> dict[str, str]:
 
 
 def holdout_report(
-    scores: DataFrame, labels: DataFrame, top: int = 10
+    scores: DataFrame, labels: DataFrame, fleet: Fleet = DEFAULT_FLEET, top: int = 10
 ) -> tuple[dict[str, dict[str, float]], list[dict[str, object]], int]:
     """Per-component metrics of the scores against the labels known so far, and the riskiest
     machines at the last observation time."""
     known = labels.where(~F.col("censored")).select("machine_id", "datetime", "label")
     joined = scores.join(known, ["machine_id", "datetime"], "inner")
-    metrics = training.component_metrics(joined)
+    metrics = training.component_metrics(joined, fleet=fleet)
     last_time = scores.agg(F.max("datetime")).first()[0]  # type: ignore[index]
     riskiest = (
         scores.where(F.col("datetime") == timestamp_literal(from_spark(last_time)))
@@ -122,6 +124,7 @@ def holdout_report(
             "machine_id": row["machine_id"],
             "datetime": from_spark(row["datetime"]),
             "alert_component": row["alert_component"],
+            "alert_component_name": row["alert_component_name"],
             "failure_probability": row["failure_probability"],
         }
         for row in riskiest
@@ -140,7 +143,8 @@ def format_report(
 ) -> str:
     lines = [
         "pdm_assets demo",
-        f"  fleet: {settings.sim_machines} machines, {plan.first_day} .. {plan.last_day}",
+        f"  fleet: {settings.sim_machines} machines ({settings.fleet.name}), {plan.first_day} .. "
+        f"{plan.last_day}",
         f"  model cutoff: {plan.cutoff}; scored {plan.cutoff} .. {plan.last_day}",
         "",
         "progress:",
@@ -162,7 +166,7 @@ def format_report(
         lines.append(
             f"  machine {entry['machine_id']:>4}  P(failure within horizon) "
             f"{entry['failure_probability']:.3f}  "
-            + (f"ALERT comp{entry['alert_component']}" if entry["alert_component"] else "no alert")
+            + (f"ALERT {entry['alert_component_name']}" if entry["alert_component"] else "no alert")
         )
     lines += [
         "",
@@ -219,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                 settings.sim_days,
                 settings.sim_seed,
             )
-            days = write_landing(simulate(spec), settings.landing)
+            days = write_landing(simulate(spec, settings.fleet), Path(settings.landing))
             timings["simulate"] = time.perf_counter() - started
             progress.end(
                 "simulate the fleet and land its days",
@@ -250,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     warehouse = open_store(settings.warehouse, settings.warehouse_format)
     scores = warehouse.read_window(spark, "machine_scores", demo.scored_days)
     labels = warehouse.read_window(spark, "failure_labels", demo.scored_days)
-    metrics, at_risk, holdout_rows = holdout_report(scores, labels)
+    metrics, at_risk, holdout_rows = holdout_report(scores, labels, settings.fleet)
     progress.end("holdout report", f": {holdout_rows:,} scored rows with known labels")
     report = format_report(demo, timings, metrics, at_risk, holdout_rows, settings, progress.lines)
     report_path = settings.home / "reports" / "demo.txt"

@@ -1,4 +1,5 @@
-"""Features at observation times t, exactly as DESIGN.md defines them.
+"""Features at observation times t, exactly as docs/model.md defines them, for the sensors,
+windows, error codes and components of a fleet description.
 
 Every feature at t reads only rows at or before t; windows are by time, (t - W, t], so a missing
 hour shortens a window instead of stretching it to an earlier hour.
@@ -12,35 +13,10 @@ from datetime import datetime
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from pdm_assets.fleet import DEFAULT_FLEET, Fleet
 from pdm_assets.timewindow import Window as TimeWindow
-from pdm_assets.validation import COMPONENTS, ERROR_TYPES, SENSORS
 
-CADENCE_HOURS = 12
-TELEMETRY_WINDOWS_HOURS = (12, 24, 36)
-# Observations this close to the start of all telemetry cannot have full windows.
-WARM_UP_HOURS = max(TELEMETRY_WINDOWS_HOURS)
-ERROR_WINDOW_HOURS = 24
 SECONDS_PER_HOUR = 3600
-
-TELEMETRY_FEATURES = [
-    f"{sensor}_{stat}_{window}h"
-    for window in TELEMETRY_WINDOWS_HOURS
-    for sensor in SENSORS
-    for stat in ("mean", "sd")
-]
-ERROR_FEATURES = [
-    f"error{error}_count_{ERROR_WINDOW_HOURS}h" for error in range(1, ERROR_TYPES + 1)
-]
-MAINTENANCE_FEATURES = [
-    f"comp{component}_days_since_replacement" for component in range(1, COMPONENTS + 1)
-]
-# Thresholds of the null-rate check; columns not listed must never be null.
-MAX_NULL_RATE = {
-    **{name: 0.05 for name in TELEMETRY_FEATURES if "_sd_" in name},
-    **{name: 0.5 for name in MAINTENANCE_FEATURES},
-}
-NUMERIC_FEATURES = [*TELEMETRY_FEATURES, *ERROR_FEATURES, *MAINTENANCE_FEATURES, "age"]
-CATEGORICAL_FEATURES = ["model"]
 
 
 def _epoch_seconds(moment: Column) -> Column:
@@ -74,21 +50,25 @@ def _in_range(frame: DataFrame, start: datetime, end: datetime) -> DataFrame:
 
 
 def telemetry_features(
-    telemetry: DataFrame, start: datetime, end: datetime, cadence_hours: int = CADENCE_HOURS
+    telemetry: DataFrame, start: datetime, end: datetime, fleet: Fleet = DEFAULT_FLEET
 ) -> DataFrame:
-    """One row per machine and observation time t in [start, end) with telemetry in (t - 12h, t].
+    """One row per machine and observation time t in [start, end) (every `observation_hours`
+    from 00:00 UTC) with telemetry in (t - observation_hours, t].
 
-    Mean and sample standard deviation of each sensor over (t - W, t] for W in 12, 24, 36 h.
+    Mean and sample standard deviation of each sensor over (t - W, t] for each declared window W
+    (the default: 12, 24, 36 h); a window too short to hold two readings has no deviation.
     """
-    reach = max(TELEMETRY_WINDOWS_HOURS)
+    cadence_hours = fleet.observation_hours
+    reach = max(fleet.telemetry.windows_hours)
     paired = _in_range(_candidate_times(telemetry, reach, cadence_hours), start, end)
     aggregates = []
-    for window in TELEMETRY_WINDOWS_HOURS:
+    for window in fleet.telemetry.windows_hours:
         inside = F.col("lag_hours") < F.lit(window)
-        for sensor in SENSORS:
+        for sensor in fleet.sensors:
             value = F.when(inside, F.col(sensor))
             aggregates.append(F.avg(value).alias(f"{sensor}_mean_{window}h"))
-            aggregates.append(F.stddev_samp(value).alias(f"{sensor}_sd_{window}h"))
+            if fleet.has_sd(window):
+                aggregates.append(F.stddev_samp(value).alias(f"{sensor}_sd_{window}h"))
     observed = F.count(F.when(F.col("lag_hours") < F.lit(cadence_hours), F.lit(1)))
     grouped = paired.groupBy("machine_id", "obs_time").agg(
         observed.alias("_hours_in_cadence"), *aggregates
@@ -97,18 +77,21 @@ def telemetry_features(
         grouped.where(F.col("_hours_in_cadence") > 0)
         .drop("_hours_in_cadence")
         .withColumnRenamed("obs_time", "datetime")
-        .select("machine_id", "datetime", *TELEMETRY_FEATURES)
+        .select("machine_id", "datetime", *fleet.telemetry_features)
     )
 
 
 def error_features(
-    errors: DataFrame, start: datetime, end: datetime, cadence_hours: int = CADENCE_HOURS
+    errors: DataFrame, start: datetime, end: datetime, fleet: Fleet = DEFAULT_FLEET
 ) -> DataFrame:
-    """Count of each error type in (t - 24h, t], for observation times that had an error."""
-    paired = _in_range(_candidate_times(errors, ERROR_WINDOW_HOURS, cadence_hours), start, end)
+    """Count of each error code in (t - W, t] (W = `errors.window_hours`, 24 h by default), for
+    observation times that had an error."""
+    window = fleet.errors.window_hours
+    candidates = _candidate_times(errors, window, fleet.observation_hours)
+    paired = _in_range(candidates, start, end)
     counts = [
         F.count(F.when(F.col("error_id") == F.lit(error), F.lit(1))).alias(name)
-        for error, name in zip(range(1, ERROR_TYPES + 1), ERROR_FEATURES, strict=True)
+        for error, name in enumerate(fleet.error_features, start=1)
     ]
     return (
         paired.groupBy("machine_id", "obs_time")
@@ -127,7 +110,9 @@ def replacements(maintenance: DataFrame, failures: DataFrame) -> DataFrame:
     return maintenance.select(*columns).unionByName(failures.select(*columns)).distinct()
 
 
-def maintenance_features(observations: DataFrame, replaced: DataFrame) -> DataFrame:
+def maintenance_features(
+    observations: DataFrame, replaced: DataFrame, fleet: Fleet = DEFAULT_FLEET
+) -> DataFrame:
     """Days (hours / 24) since the last replacement of each component at or before t.
 
     `replaced` must hold the machine's whole history; a component never replaced is null.
@@ -136,11 +121,12 @@ def maintenance_features(observations: DataFrame, replaced: DataFrame) -> DataFr
     component. A join of every observation with every earlier replacement would grow with the
     square of the history (20 M pairs for a year of 1000 machines).
     """
+    components = range(1, len(fleet.component_names) + 1)
     observed = observations.select(
         "machine_id",
         "datetime",
         F.lit(1).alias("_observation"),
-        *[F.lit(None).cast("timestamp").alias(f"_replaced{c}") for c in range(1, COMPONENTS + 1)],
+        *[F.lit(None).cast("timestamp").alias(f"_replaced{c}") for c in components],
     )
     replacements_by_component = replaced.select(
         "machine_id",
@@ -148,7 +134,7 @@ def maintenance_features(observations: DataFrame, replaced: DataFrame) -> DataFr
         F.lit(0).alias("_observation"),
         *[
             F.when(F.col("component") == F.lit(c), F.col("datetime")).alias(f"_replaced{c}")
-            for c in range(1, COMPONENTS + 1)
+            for c in components
         ],
     )
     so_far = (
@@ -160,14 +146,14 @@ def maintenance_features(observations: DataFrame, replaced: DataFrame) -> DataFr
         "machine_id",
         "datetime",
         "_observation",
-        *[F.max(f"_replaced{c}").over(so_far).alias(f"_last{c}") for c in range(1, COMPONENTS + 1)],
+        *[F.max(f"_replaced{c}").over(so_far).alias(f"_last{c}") for c in components],
     )
     days = [
         (
             (_epoch_seconds(F.col("datetime")) - _epoch_seconds(F.col(f"_last{component}")))
             / F.lit(24 * SECONDS_PER_HOUR)
         ).alias(name)
-        for component, name in zip(range(1, COMPONENTS + 1), MAINTENANCE_FEATURES, strict=True)
+        for component, name in zip(components, fleet.maintenance_features, strict=True)
     ]
     return timeline.where(F.col("_observation") == 1).select("machine_id", "datetime", *days)
 
@@ -180,31 +166,38 @@ def compute(
     machines: DataFrame,
     start: datetime,
     end: datetime,
-    cadence_hours: int = CADENCE_HOURS,
+    fleet: Fleet = DEFAULT_FLEET,
 ) -> DataFrame:
     """The feature rows of observation times in [start, end).
 
-    `telemetry` must reach back 36 h before `start`, `errors` 24 h, and `maintenance` and
-    `failures` must hold the whole history up to `end`; rows after t are never used for t.
+    `telemetry` must reach back the longest window before `start` (36 h by default), `errors`
+    the error window, and `maintenance` and `failures` must hold the whole history up to `end`;
+    rows after t are never used for t. A fleet without error codes has no error features, one
+    without a maintenance log counts its failures as its only replacements.
     """
-    base = telemetry_features(telemetry, start, end, cadence_hours)
-    error_counts = error_features(errors, start, end, cadence_hours)
-    with_errors = base.join(error_counts, ["machine_id", "datetime"], "left").fillna(
-        0, subset=ERROR_FEATURES
+    rows = telemetry_features(telemetry, start, end, fleet)
+    if fleet.error_features:
+        error_counts = error_features(errors, start, end, fleet)
+        rows = rows.join(error_counts, ["machine_id", "datetime"], "left").fillna(
+            0, subset=fleet.error_features
+        )
+    since_replacement = maintenance_features(
+        rows.select("machine_id", "datetime"), replacements(maintenance, failures), fleet
     )
-    since_replacement = maintenance_features(base, replacements(maintenance, failures))
-    machine_columns = machines.select("machine_id", "model", "age")
+    machine_columns = machines.select(
+        "machine_id", *fleet.machines.categorical, *fleet.machine_numeric
+    )
     return (
-        with_errors.join(since_replacement, ["machine_id", "datetime"], "left")
+        rows.join(since_replacement, ["machine_id", "datetime"], "left")
         .join(machine_columns, "machine_id", "left")
         .withColumn("date", F.to_date("datetime"))
-        .select("machine_id", "datetime", *NUMERIC_FEATURES, *CATEGORICAL_FEATURES, "date")
+        .select("machine_id", "datetime", *fleet.feature_columns, "date")
     )
 
 
-def null_rates(rows: DataFrame) -> dict[str, float]:
+def null_rates(rows: DataFrame, fleet: Fleet = DEFAULT_FLEET) -> dict[str, float]:
     """Share of null values of every feature column, in one pass."""
-    columns = [*NUMERIC_FEATURES, *CATEGORICAL_FEATURES]
+    columns = fleet.feature_columns
     counts = rows.agg(
         F.count(F.lit(1)).alias("_rows"),
         *[F.sum(F.col(name).isNull().cast("int")).alias(name) for name in columns],

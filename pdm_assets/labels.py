@@ -12,10 +12,8 @@ from datetime import datetime, timedelta
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from pdm_assets.fleet import DEFAULT_FLEET, Fleet
 from pdm_assets.timewindow import timestamp_literal
-from pdm_assets.validation import COMPONENTS
-
-FAILS_COLUMNS = [f"fails_comp{component}" for component in range(1, COMPONENTS + 1)]
 
 
 def compute(
@@ -23,8 +21,13 @@ def compute(
     failures: DataFrame,
     horizon_hours: int,
     failures_known_until: datetime,
+    fleet: Fleet = DEFAULT_FLEET,
 ) -> DataFrame:
     """Label every observation (machine_id, datetime) with the failures in (t, t + H].
+
+    The class is the position of the first failing component among the fleet's declared
+    components (0 = none), with one `fails_<component>` boolean each; a one-component fleet is
+    a binary problem.
 
     `failures` must cover (start, end + H]. Rows with t + H > `failures_known_until` are
     `censored`: a failure might still arrive for them, so training must not use them yet.
@@ -59,7 +62,7 @@ def compute(
     )
     fails = [
         F.array_contains(F.col("_failures._component"), F.lit(component)).alias(name)
-        for component, name in zip(range(1, COMPONENTS + 1), FAILS_COLUMNS, strict=True)
+        for component, name in enumerate(fleet.fails_columns, start=1)
     ]
     hours_to_failure = (
         (F.unix_timestamp("_first_failure") - F.unix_timestamp("datetime")) / F.lit(3600.0)

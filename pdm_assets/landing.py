@@ -2,18 +2,22 @@
 
 Layout (the contract between the simulator, or any other producer, and its readers)::
 
-    <landing>/machines.csv                      machineID,model,age
+    <landing>/machines.csv                      the machine register
     <landing>/history/maint.csv                 replacements before the first daily folder
     <landing>/date=YYYY-MM-DD/telemetry.csv     rows with datetime in [day 00:00, day + 1 00:00)
-    <landing>/date=YYYY-MM-DD/errors.csv
-    <landing>/date=YYYY-MM-DD/maint.csv
+    <landing>/date=YYYY-MM-DD/errors.csv        (only for a fleet with error codes)
+    <landing>/date=YYYY-MM-DD/maint.csv         (only for a fleet with a maintenance log)
     <landing>/date=YYYY-MM-DD/failures.csv
     <landing>/date=YYYY-MM-DD/_COMPLETE         JSON {"rows": {"telemetry": n, ...}}, written last
 
-Every CSV has its header even when it has no rows; datetimes are ``YYYY-MM-DD HH:MM:SS``, the
-format of the public Azure predictive-maintenance files. Every file is written to a temporary
-name in its own folder and renamed into place, so a reader sees a whole file or none, and a day
-is only to be read once its ``_COMPLETE`` marker exists.
+The columns of each file are the fleet description's (`Fleet.source_columns`). Every CSV has its
+header even when it has no rows; datetimes are ``YYYY-MM-DD HH:MM:SS``. Every file is written to
+a temporary name in its own folder and renamed into place, so a reader sees a whole file or
+none, and a day is only to be read once its ``_COMPLETE`` marker exists. The marker's row counts
+are checked against the files when a day is read: a file cut short is refused, not ingested.
+
+Reading goes through `filesystem` (fsspec), so the landing folder may be an object-store URI;
+writing (the simulator, a test) is to a local folder.
 """
 
 from __future__ import annotations
@@ -22,81 +26,60 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from pdm_assets import filesystem
+from pdm_assets.fleet import Fleet
+
 logger = logging.getLogger(__name__)
 
-DAILY_TABLES: tuple[str, ...] = ("telemetry", "errors", "maint", "failures")
 HISTORY_TABLES: tuple[str, ...] = ("maint",)
-
-CSV_HEADERS: dict[str, tuple[str, ...]] = {
-    "telemetry": ("datetime", "machineID", "volt", "rotate", "pressure", "vibration"),
-    "errors": ("datetime", "machineID", "errorID"),
-    "maint": ("datetime", "machineID", "comp"),
-    "failures": ("datetime", "machineID", "failure"),
-    "machines": ("machineID", "model", "age"),
-}
-
-# The Arrow types a reader should parse each column as; "datetime" is a naive timestamp because
-# the source data carries no time zone.
-COLUMN_TYPES: dict[str, pa.DataType] = {
-    "datetime": pa.timestamp("s"),
-    "machineID": pa.int64(),
-    "volt": pa.float64(),
-    "rotate": pa.float64(),
-    "pressure": pa.float64(),
-    "vibration": pa.float64(),
-    "errorID": pa.string(),
-    "comp": pa.string(),
-    "failure": pa.string(),
-    "model": pa.string(),
-    "age": pa.int64(),
-}
-
 DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 COMPLETE_MARKER = "_COMPLETE"
 DAY_DIR_PREFIX = "date="
 
 
-def day_dir(landing: Path, day: date) -> Path:
+class LandingError(ValueError):
+    """A landed day that cannot be read as it is: a marker that does not match its files."""
+
+
+def day_dir(landing: Path | str, day: date) -> str:
     """The folder of one day: ``<landing>/date=YYYY-MM-DD``."""
-    return Path(landing) / f"{DAY_DIR_PREFIX}{day.isoformat()}"
+    return filesystem.join(str(landing), f"{DAY_DIR_PREFIX}{day.isoformat()}")
 
 
-def table_path(landing: Path, day: date, table: str) -> Path:
+def table_path(landing: Path | str, day: date, table: str) -> str:
     """The CSV of one daily table of one day."""
-    if table not in DAILY_TABLES:
-        raise ValueError(f"unknown daily table {table!r}; expected one of {DAILY_TABLES}")
-    return day_dir(landing, day) / f"{table}.csv"
+    return filesystem.join(day_dir(landing, day), f"{table}.csv")
 
 
-def machines_path(landing: Path) -> Path:
+def machines_path(landing: Path | str) -> str:
     """The machine register, ``<landing>/machines.csv``."""
-    return Path(landing) / "machines.csv"
+    return filesystem.join(str(landing), "machines.csv")
 
 
-def history_path(landing: Path, table: str) -> Path:
+def history_path(landing: Path | str, table: str) -> str:
     """Events from before the first daily folder, e.g. ``<landing>/history/maint.csv``."""
     if table not in HISTORY_TABLES:
         raise ValueError(f"unknown history table {table!r}; expected one of {HISTORY_TABLES}")
-    return Path(landing) / "history" / f"{table}.csv"
+    return filesystem.join(str(landing), "history", f"{table}.csv")
 
 
-def complete_marker(landing: Path, day: date) -> Path:
+def complete_marker(landing: Path | str, day: date) -> str:
     """The marker written after all tables of a day are in place."""
-    return day_dir(landing, day) / COMPLETE_MARKER
+    return filesystem.join(day_dir(landing, day), COMPLETE_MARKER)
 
 
-def is_day_complete(landing: Path, day: date) -> bool:
-    """True when the day's marker and every one of its table files exist."""
-    if not complete_marker(landing, day).is_file():
+def is_day_complete(landing: Path | str, day: date, tables: Sequence[str]) -> bool:
+    """True when the day's marker and the file of every one of `tables` exist."""
+    if not filesystem.is_file(complete_marker(landing, day)):
         return False
-    return all(table_path(landing, day, table).is_file() for table in DAILY_TABLES)
+    return all(filesystem.is_file(table_path(landing, day, table)) for table in tables)
 
 
 def parse_day_dir(name: str) -> date | None:
@@ -113,19 +96,50 @@ def parse_day_dir(name: str) -> date | None:
         return None
 
 
-def complete_days(landing: Path) -> list[date]:
+def complete_days(landing: Path | str, tables: Sequence[str]) -> list[date]:
     """The complete days in a landing folder, sorted; folders that are not days are ignored."""
-    root = Path(landing)
-    if not root.is_dir():
-        return []
-    days: list[date] = []
-    for entry in root.iterdir():
-        if not entry.is_dir():
-            continue
-        day = parse_day_dir(entry.name)
-        if day is not None and is_day_complete(root, day):
+    days = []
+    for name in filesystem.child_dirs(str(landing)):
+        day = parse_day_dir(name)
+        if day is not None and is_day_complete(landing, day, tables):
             days.append(day)
     return sorted(days)
+
+
+def read_marker(landing: Path | str, day: date) -> dict[str, int] | None:
+    """The row counts recorded in a day's ``_COMPLETE`` marker; None for a marker without
+    counts (an empty file, as producers that only "touch" a marker write)."""
+    marker = complete_marker(landing, day)
+    text = filesystem.read_text(marker).strip()
+    if not text:
+        return None
+    try:
+        payload = json.loads(text)
+        rows = payload["rows"]
+        return {str(name): int(count) for name, count in rows.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise LandingError(
+            f"{marker}: not a marker this pipeline can read ({error}); expected empty or "
+            '{"rows": {"telemetry": n, ...}}'
+        ) from error
+
+
+def check_day(landing: Path | str, day: date, tables: Sequence[str]) -> None:
+    """Refuse a day whose files hold fewer or more rows than its marker says (a file cut short
+    by a copy that died, or rewritten after the marker)."""
+    counts = read_marker(landing, day)
+    if counts is None:
+        return
+    for table in tables:
+        if table not in counts:
+            continue
+        path = table_path(landing, day, table)
+        found = max(filesystem.data_lines(path) - 1, 0)
+        if found != counts[table]:
+            raise LandingError(
+                f"{path}: {found} rows where its _COMPLETE marker says {counts[table]} (a file "
+                "cut short or changed after the marker); re-land the day"
+            )
 
 
 def _header_line(columns: tuple[str, ...]) -> bytes:
@@ -171,45 +185,30 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
-def write_machines(landing: Path, machines: pa.Table) -> None:
+def write_machines(landing: Path, machines: pa.Table, fleet: Fleet) -> None:
     """Write the machine register."""
-    write_csv_atomic(machines_path(landing), machines, CSV_HEADERS["machines"])
+    write_csv_atomic(Path(machines_path(landing)), machines, fleet.source_columns("machines"))
 
 
-def write_history(landing: Path, table: str, rows: pa.Table) -> None:
+def write_history(landing: Path, table: str, rows: pa.Table, fleet: Fleet) -> None:
     """Write the events of ``table`` from before the first day (only maint has a history)."""
-    write_csv_atomic(history_path(landing, table), rows, CSV_HEADERS[table])
+    write_csv_atomic(Path(history_path(landing, table)), rows, fleet.source_columns(table))
 
 
-def write_day(landing: Path, day: date, tables: Mapping[str, pa.Table]) -> None:
-    """Write the four tables of one day, then its ``_COMPLETE`` marker.
+def write_day(landing: Path, day: date, tables: Mapping[str, pa.Table], fleet: Fleet) -> None:
+    """Write the fleet's tables of one day, then its ``_COMPLETE`` marker with their row counts.
 
     An existing marker is removed first, so a reader never takes a day that is being rewritten
     for complete while its files are a mix of old and new.
     """
-    missing = [table for table in DAILY_TABLES if table not in tables]
+    missing = [table for table in fleet.event_tables if table not in tables]
     if missing:
         raise ValueError(f"write_day({day}): tables {missing} missing")
-    complete_marker(landing, day).unlink(missing_ok=True)
-    for table in DAILY_TABLES:
-        write_csv_atomic(table_path(landing, day, table), tables[table], CSV_HEADERS[table])
-    rows = {table: int(tables[table].num_rows) for table in DAILY_TABLES}
-    write_text_atomic(complete_marker(landing, day), json.dumps({"rows": rows}, sort_keys=True))
+    Path(complete_marker(landing, day)).unlink(missing_ok=True)
+    for table in fleet.event_tables:
+        path = Path(table_path(landing, day, table))
+        write_csv_atomic(path, tables[table], fleet.source_columns(table))
+    rows = {table: int(tables[table].num_rows) for table in fleet.event_tables}
+    marker = Path(complete_marker(landing, day))
+    write_text_atomic(marker, json.dumps({"rows": rows}, sort_keys=True))
     logger.debug("landed %s: %s", day.isoformat(), rows)
-
-
-def read_marker(landing: Path, day: date) -> dict[str, int]:
-    """The row counts recorded in a day's ``_COMPLETE`` marker."""
-    payload = json.loads(complete_marker(landing, day).read_text(encoding="utf-8"))
-    return {str(name): int(count) for name, count in payload["rows"].items()}
-
-
-def read_csv(path: Path, table: str) -> pa.Table:
-    """Read one landing CSV with the column types of ``COLUMN_TYPES``."""
-    columns = CSV_HEADERS[table]
-    convert = pacsv.ConvertOptions(
-        column_types={name: COLUMN_TYPES[name] for name in columns},
-        timestamp_parsers=[DATETIME_FORMAT],
-        include_columns=list(columns),
-    )
-    return pacsv.read_csv(path, convert_options=convert)

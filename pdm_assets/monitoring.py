@@ -6,13 +6,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pdm_assets import training
-from pdm_assets.features import NUMERIC_FEATURES
+from pdm_assets.fleet import DEFAULT_FLEET, Fleet
 
 DRIFT_ALERT = 0.5  # standardised mean difference that counts as drift
 
 
 def realised_quality(
-    scores: DataFrame, labels: DataFrame
+    scores: DataFrame, labels: DataFrame, fleet: Fleet = DEFAULT_FLEET
 ) -> tuple[dict[str, dict[str, float]], int, int, int]:
     """Per-component metrics of scores against uncensored labels; rows, censored rows, alerts."""
     joined = scores.join(
@@ -26,23 +26,26 @@ def realised_quality(
     ).first()
     assert counts is not None
     return (
-        training.component_metrics(known),
+        training.component_metrics(known, fleet=fleet),
         int(counts["rows"]),
         int(counts["censored"] or 0),
         int(counts["alerts"] or 0),
     )
 
 
-def feature_drift(current: DataFrame, reference: DataFrame) -> dict[str, float]:
+def feature_drift(
+    current: DataFrame, reference: DataFrame, fleet: Fleet = DEFAULT_FLEET
+) -> dict[str, float]:
     """|mean now - mean in the reference| / sd in the reference, per numeric feature."""
-    now = current.agg(*[F.avg(name).alias(name) for name in NUMERIC_FEATURES]).first()
+    numeric = fleet.numeric_features
+    now = current.agg(*[F.avg(name).alias(name) for name in numeric]).first()
     ref = reference.agg(
-        *[F.avg(name).alias(f"m_{name}") for name in NUMERIC_FEATURES],
-        *[F.stddev_samp(name).alias(f"s_{name}") for name in NUMERIC_FEATURES],
+        *[F.avg(name).alias(f"m_{name}") for name in numeric],
+        *[F.stddev_samp(name).alias(f"s_{name}") for name in numeric],
     ).first()
     assert now is not None and ref is not None
     drift = {}
-    for name in NUMERIC_FEATURES:
+    for name in numeric:
         mean_now, mean_ref, sd_ref = now[name], ref[f"m_{name}"], ref[f"s_{name}"]
         if mean_now is None or mean_ref is None or not sd_ref:
             continue

@@ -7,6 +7,7 @@ from datetime import date, timedelta
 
 import dagster as dg
 
+from pdm_assets.fleet import Fleet
 from pdm_assets.settings import Settings
 from pdm_assets.timewindow import Window
 
@@ -19,18 +20,27 @@ WHOLE_HISTORY_MONTHS = 1_200
 
 @dataclass(frozen=True)
 class GraphPartitions:
+    """The partitions and the mappings between them, which follow the fleet description: the
+    lookback of features is ceil(largest window / 24 h) days, the labels' lookahead
+    ceil(horizon / 24 h) days."""
+
     daily: dg.DailyPartitionsDefinition
     monthly: dg.MonthlyPartitionsDefinition
-    horizon_days: int
+    fleet: Fleet
+
+    @property
+    def horizon_days(self) -> int:
+        return self.fleet.horizon_days
 
     @property
     def telemetry_lookback(self) -> dg.TimeWindowPartitionMapping:
-        """36 h before the first observation (00:00) of a day reach back into day - 2."""
-        return dg.TimeWindowPartitionMapping(start_offset=-2)
+        """The longest window (36 h by default) before a day's first observation (00:00) reaches
+        back ceil(36 / 24) = 2 days."""
+        return dg.TimeWindowPartitionMapping(start_offset=-self.fleet.telemetry_lookback_days)
 
     @property
     def errors_lookback(self) -> dg.TimeWindowPartitionMapping:
-        return dg.TimeWindowPartitionMapping(start_offset=-1)
+        return dg.TimeWindowPartitionMapping(start_offset=-self.fleet.errors_lookback_days)
 
     @property
     def whole_history(self) -> dg.TimeWindowPartitionMapping:
@@ -72,7 +82,7 @@ def build_partitions(settings: Settings) -> GraphPartitions:
             end_offset=1,
             timezone="UTC",
         ),
-        horizon_days=settings.horizon_days,
+        fleet=settings.fleet,
     )
 
 

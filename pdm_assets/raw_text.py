@@ -8,12 +8,14 @@ double quotes. A row keeps its file, its line number, its text and its field cou
 validation can quarantine a row whose field count differs from the header's, with its origin.
 
 Headers are checked in Python before Spark reads a row: a file whose header lacks a required
-column fails with one line naming the file and the column. The columns may come in any order.
+column fails with one line naming the file and the column. The columns may come in any order;
+which columns a table needs is the fleet description's (`Fleet.source_columns`).
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 from collections import defaultdict
 from collections.abc import Sequence
 from functools import reduce
@@ -23,7 +25,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 
-from pdm_assets.landing import CSV_HEADERS
+from pdm_assets import filesystem
 
 # A comma followed by an even number of double quotes up to the end of the line is a separator.
 _SEPARATOR = ',(?=(?:[^"]*"[^"]*")*[^"]*$)'
@@ -40,11 +42,11 @@ class SourceFormatError(ValueError):
     """A source file that cannot be read as its table: a missing column, an empty file."""
 
 
-def raw_schema(table: str) -> StructType:
+def raw_schema(columns: Sequence[str]) -> StructType:
     """The rows a source returns: the table's columns as text, then where each row came from."""
     return StructType(
         [
-            *[StructField(name, StringType(), True) for name in CSV_HEADERS[table]],
+            *[StructField(name, StringType(), True) for name in columns],
             *[StructField(name, kind, True) for name, kind in PROVENANCE_TYPES.items()],
             StructField("raw", StringType(), True),
         ]
@@ -55,28 +57,31 @@ def _clean_name(name: str) -> str:
     return name.strip().lstrip("\ufeff").strip().strip('"').strip()
 
 
-def read_header(path: Path) -> list[str]:
-    """The column names of a CSV file's first line (gzip-compressed files too)."""
-    opener = gzip.open if path.suffix == ".gz" else open
+def read_header(path: Path | str) -> list[str]:
+    """The column names of a CSV file's first line (gzip-compressed files too), read through
+    the file-system layer, so an object-store URI works as a local path does."""
     try:
-        with opener(path, "rt", encoding="utf-8", newline="") as handle:
-            first = handle.readline()
-    except (OSError, UnicodeDecodeError) as error:
+        with filesystem.open_binary(str(path)) as raw:
+            binary = gzip.GzipFile(fileobj=raw) if str(path).endswith(".gz") else raw
+            with io.TextIOWrapper(binary, encoding="utf-8", newline="") as handle:
+                first = handle.readline()
+    except (OSError, UnicodeDecodeError, EOFError) as error:
         raise SourceFormatError(f"{path}: cannot read its header ({error})") from error
     if not first.strip():
         raise SourceFormatError(f"{path}: empty file, no header line")
     return [_clean_name(name) for name in first.rstrip("\r\n").split(",")]
 
 
-def column_positions(path: Path, table: str) -> tuple[tuple[int, ...], int]:
+def column_positions(path: Path | str, columns: Sequence[str]) -> tuple[tuple[int, ...], int]:
     """Where each of the table's columns sits in the file's header, and the header's width."""
     header = read_header(path)
     positions = []
-    for column in CSV_HEADERS[table]:
+    for column in columns:
         if column not in header:
             raise SourceFormatError(
                 f"{path}: column '{column}' missing from the header "
-                f"(found {', '.join(header)}; {table} needs {', '.join(CSV_HEADERS[table])})"
+                f"(found {', '.join(header)}; the fleet description needs "
+                f"{', '.join(columns)})"
             )
         positions.append(header.index(column))
     return tuple(positions), len(header)
@@ -89,7 +94,11 @@ def _unquote(field: Column) -> Column:
 
 
 def _read_group(
-    spark: SparkSession, paths: Sequence[str], table: str, positions: tuple[int, ...], width: int
+    spark: SparkSession,
+    paths: Sequence[str],
+    columns: Sequence[str],
+    positions: tuple[int, ...],
+    width: int,
 ) -> DataFrame:
     files = spark.read.text(list(paths), wholetext=True).select(
         F.regexp_replace(F.col("_metadata.file_path"), "^file:", "").alias("source_file"),
@@ -108,7 +117,7 @@ def _read_group(
     return lines.select(
         *[
             _unquote(F.get(fields, position)).alias(column)
-            for column, position in zip(CSV_HEADERS[table], positions, strict=True)
+            for column, position in zip(columns, positions, strict=True)
         ],
         "source_file",
         (F.col("index") + 1).cast("int").alias("line"),
@@ -118,15 +127,17 @@ def _read_group(
     )
 
 
-def read_rows(spark: SparkSession, paths: Sequence[Path], table: str) -> DataFrame:
-    """Every data row of `paths` as text columns plus file, line, field count and raw text."""
+def read_rows(
+    spark: SparkSession, paths: Sequence[Path | str], columns: Sequence[str]
+) -> DataFrame:
+    """Every data row of `paths` as text `columns` plus file, line, field count and raw text."""
     if not paths:
-        return spark.createDataFrame([], raw_schema(table))
+        return spark.createDataFrame([], raw_schema(columns))
     by_header: dict[tuple[tuple[int, ...], int], list[str]] = defaultdict(list)
     for path in paths:
-        by_header[column_positions(path, table)].append(str(path))
+        by_header[column_positions(path, columns)].append(str(path))
     parts = [
-        _read_group(spark, group, table, positions, width)
+        _read_group(spark, group, columns, positions, width)
         for (positions, width), group in sorted(by_header.items())
     ]
     return reduce(DataFrame.unionByName, parts)

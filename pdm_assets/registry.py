@@ -22,7 +22,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql.utils import is_remote
 
 from pdm_assets.decision import POLICY_FILE, DecisionPolicy
-from pdm_assets.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from pdm_assets.fleet import DEFAULT_FLEET, Fleet
 from pdm_assets.training import GateResult, TrainingOutcome, macro
 
 CHAMPION_ALIAS = "champion"
@@ -32,7 +32,13 @@ PARTITION_TAG = "dagster_partition"
 GATE_TAG = "quality_gate"
 STRATEGY_TAG = "decision_strategy"
 ASSET_TAG = "dagster_asset"
+FLEET_TAG = "fleet_fingerprint"
+FLEET_NAME_TAG = "fleet"
 MACRO_PR_AUC_METRIC = "macro_pr_auc"
+
+
+class FleetMismatchError(RuntimeError):
+    """A model version trained on another fleet description than the one scoring with it."""
 
 
 class MissingPolicyError(RuntimeError):
@@ -130,6 +136,7 @@ class ModelRegistry(dg.ConfigurableResource):
         partition: str,
         asset: str,
         params: dict[str, Any],
+        fleet: Fleet = DEFAULT_FLEET,
     ) -> ModelVersion:
         """Log a training step in the active MLflow run and register what it shipped.
 
@@ -145,7 +152,12 @@ class ModelRegistry(dg.ConfigurableResource):
         mlflow.log_metrics(training_metrics(outcome, gate))
         mlflow.log_text(outcome.policy.to_json(), POLICY_FILE)
         version = self.log_and_register(
-            outcome.model, cutoff, dagster_run_id, partition, example_rows=outcome.validation
+            outcome.model,
+            cutoff,
+            dagster_run_id,
+            partition,
+            example_rows=outcome.validation,
+            fleet=fleet,
         )
         client = self.client()
         policy_tags = {STRATEGY_TAG: outcome.policy.strategy} | {
@@ -164,14 +176,16 @@ class ModelRegistry(dg.ConfigurableResource):
         dagster_run_id: str,
         partition: str,
         example_rows: DataFrame,
+        fleet: Fleet = DEFAULT_FLEET,
     ) -> ModelVersion:
-        """Log the fitted pipeline in the active MLflow run and register it as a new version.
+        """Log the fitted pipeline in the active MLflow run and register it as a new version,
+        tagged with its cutoff and the fingerprint of the fleet description it was trained on.
 
         The signature (feature columns in, prediction out) is inferred from a few of
         `example_rows`: the Unity Catalog registry refuses models without one.
         """
         client = self.client()
-        inputs = example_rows.select(*NUMERIC_FEATURES, *CATEGORICAL_FEATURES).limit(5)
+        inputs = example_rows.select(*fleet.feature_columns).limit(5)
         signature = infer_signature(
             inputs.toPandas(), model.transform(inputs).select("prediction").toPandas()
         )
@@ -193,6 +207,8 @@ class ModelRegistry(dg.ConfigurableResource):
             CUTOFF_TAG: cutoff.isoformat(),
             DAGSTER_RUN_TAG: dagster_run_id,
             PARTITION_TAG: partition,
+            FLEET_TAG: fleet.fingerprint,
+            FLEET_NAME_TAG: fleet.name,
         }
         for key, value in tags.items():
             client.set_model_version_tag(self.model_name, version.version, key, value)
@@ -289,6 +305,23 @@ class ModelRegistry(dg.ConfigurableResource):
             and version.status == "READY"
         ]
         return max(matching, key=lambda v: int(v.version)) if matching else None
+
+    def fleet_fingerprint(self, version: ModelVersion) -> str:
+        """The fingerprint of the fleet description `version` was trained on; a version from
+        before fleet descriptions was trained on the default (the Azure data set's shape)."""
+        tags = self.client().get_model_version(self.model_name, version.version).tags
+        return tags.get(FLEET_TAG, DEFAULT_FLEET.fingerprint)
+
+    def require_fleet(self, version: ModelVersion, fleet: Fleet) -> None:
+        """Refuse to score with a version trained on another fleet description."""
+        trained_on = self.fleet_fingerprint(version)
+        if trained_on != fleet.fingerprint:
+            raise FleetMismatchError(
+                f"{self.model_name} v{version.version} was trained on another fleet description "
+                f"(fingerprint {trained_on}) than the one in use ({fleet.name}, "
+                f"{fleet.fingerprint}): its inputs and classes differ. Train failure_model for "
+                f"its month again with this description (or set PDM_FLEET back)"
+            )
 
     def recorded_validation(self, version: ModelVersion) -> RecordedValidation:
         """The cutoff, validation days and validation macro PR-AUC the version's run logged."""

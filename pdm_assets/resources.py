@@ -15,24 +15,34 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from pdm_assets.assets.raw import ValidationRules
 from pdm_assets.databricks import no_step_launcher, step_launcher_resource
 from pdm_assets.registry import ModelRegistry, mlflow_tracking_resource
 from pdm_assets.settings import Settings
-from pdm_assets.sources import CsvFolderSource, RawSource, SimulatedFleetSource
+from pdm_assets.sources import (
+    CsvFolderSource,
+    LandingFolderSource,
+    RawSource,
+    SimulatedFleetSource,
+)
 from pdm_assets.spark import SparkResource
+from pdm_assets.table_source import TableSource
 from pdm_assets.warehouse import SparkParquetIOManager, WarehouseResource
 
 
 def raw_source(settings: Settings) -> RawSource:
-    """The public CSV files (PDM_DATA_SOURCE=csv) or the simulated fleet's landing folder."""
+    """PDM_DATA_SOURCE: a producer's landing folder (read only), a folder of CSV files in the
+    public layout, Spark tables or paths, or the simulated fleet in the home's own folder."""
+    if settings.data_source == "landing":
+        return LandingFolderSource(landing_dir=settings.landing)
     if settings.data_source == "csv":
         assert settings.csv_dir is not None
         return CsvFolderSource(
             csv_dir=str(settings.csv_dir), partitions_start=settings.partitions_start.isoformat()
         )
+    if settings.data_source == "tables":
+        return TableSource(tables=settings.tables)
     return SimulatedFleetSource(
-        landing_dir=str(settings.landing),
+        landing_dir=settings.landing,
         machines=settings.sim_machines,
         start=settings.partitions_start.isoformat(),
         days=settings.sim_days,
@@ -59,9 +69,6 @@ def _shared(settings: Settings) -> dict[str, object]:
         "warehouse": warehouse,
         "warehouse_io_manager": SparkParquetIOManager(warehouse_resource=warehouse, spark=spark),
         "source": raw_source(settings),
-        "validation_rules": ValidationRules(
-            sensor_ranges={name: list(bounds) for name, bounds in settings.sensor_ranges.items()}
-        ),
         "model_registry": ModelRegistry(
             tracking_uri=settings.mlflow_tracking_uri,
             registry_uri=settings.mlflow_registry_uri,

@@ -11,22 +11,28 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from pdm_assets import decision, training
+from pdm_assets.fleet import DEFAULT_FLEET, Fleet
 from pdm_assets.timewindow import Window
 
 _ONE_DAY = timedelta(days=1)
-SCORE_COLUMNS = [
-    "machine_id",
-    "datetime",
-    "predicted_component",
-    *training.PROBABILITY_COLUMNS,
-    "failure_probability",
-    "alert",
-    "alert_component",
-    "model_name",
-    "model_version",
-    "model_cutoff",
-    "date",
-]
+MODEL_COLUMNS = ["model_name", "model_version", "model_cutoff"]
+
+
+def score_columns(fleet: Fleet = DEFAULT_FLEET) -> list[str]:
+    """The columns of machine_scores: a probability per class named after the fleet's
+    components, and the alerted component as its 1-based index (0: none) and its name."""
+    return [
+        "machine_id",
+        "datetime",
+        "predicted_component",
+        *fleet.probability_columns,
+        "failure_probability",
+        "alert",
+        "alert_component",
+        "alert_component_name",
+        *MODEL_COLUMNS,
+        "date",
+    ]
 
 
 def months_of(window: Window) -> list[tuple[date, Window]]:
@@ -48,14 +54,21 @@ def score_rows(
     model_name: str,
     model_version: int,
     model_cutoff: date,
+    fleet: Fleet = DEFAULT_FLEET,
 ) -> DataFrame:
     """The scores of feature rows: probabilities, the policy's alerts, and the model's identity."""
-    predicted = training.predict(model, features).withColumn(
-        "failure_probability", F.lit(1.0) - F.col(training.PROBABILITY_COLUMNS[0])
+    predicted = training.predict(model, features, fleet).withColumn(
+        "failure_probability", F.lit(1.0) - F.col(fleet.probability_columns[0])
     )
-    alerted = decision.alerts(predicted, policy, training.COMPONENT_PROBABILITY_COLUMNS)
+    alerted = decision.alerts(predicted, policy, fleet.component_probability_columns)
+    names = F.array(*[F.lit(name) for name in fleet.component_names])
+    alerted = alerted.withColumn(
+        "alert_component_name",
+        F.when(F.col("alert_component") > 0, F.element_at(names, F.col("alert_component"))),
+    )
+    columns = score_columns(fleet)
     return alerted.select(
-        *SCORE_COLUMNS[: SCORE_COLUMNS.index("model_name")],
+        *columns[: columns.index("model_name")],
         F.lit(model_name).alias("model_name"),
         F.lit(model_version).alias("model_version"),
         F.lit(model_cutoff).alias("model_cutoff"),
@@ -75,9 +88,11 @@ class ScoreSummary:
     failure_probabilities: list[float]
 
 
-def score_summary(scores: DataFrame, features: DataFrame) -> ScoreSummary:
+def score_summary(
+    scores: DataFrame, features: DataFrame, fleet: Fleet = DEFAULT_FLEET
+) -> ScoreSummary:
     """Counts for metadata and checks, in one pass over the scores (plus the unscored join)."""
-    probabilities = [F.col(name) for name in training.PROBABILITY_COLUMNS]
+    probabilities = [F.col(name) for name in fleet.probability_columns]
     out_of_range = reduce(
         lambda a, b: a | b, [(p < 0) | (p > 1) | p.isNull() for p in probabilities]
     )
@@ -85,14 +100,14 @@ def score_summary(scores: DataFrame, features: DataFrame) -> ScoreSummary:
     invalid = out_of_range | (F.abs(total - F.lit(1.0)) > F.lit(1e-6))
     # An alert names a component, and a row without an alert names none.
     inconsistent = F.col("alert").isNull() | (F.col("alert") != (F.col("alert_component") > 0))
-    components = range(1, training.COMPONENTS + 1)
+    components = list(enumerate(fleet.component_names, start=1))
     counts = scores.agg(
         F.count(F.lit(1)).alias("rows"),
         F.countDistinct("machine_id").alias("machines"),
         F.sum(F.col("alert").cast("int")).alias("alerts"),
         *[
-            F.sum((F.col("alert_component") == component).cast("int")).alias(f"comp{component}")
-            for component in components
+            F.sum((F.col("alert_component") == number).cast("int")).alias(f"_alerts{number}")
+            for number, _ in components
         ],
         F.sum(invalid.cast("int")).alias("invalid"),
         F.sum(inconsistent.cast("int")).alias("inconsistent"),
@@ -105,7 +120,7 @@ def score_summary(scores: DataFrame, features: DataFrame) -> ScoreSummary:
         machines=int(counts["machines"]),
         alerts=int(counts["alerts"] or 0),
         alerts_by_component={
-            f"comp{component}": int(counts[f"comp{component}"] or 0) for component in components
+            name: int(counts[f"_alerts{number}"] or 0) for number, name in components
         },
         invalid_rows=int(counts["invalid"] or 0),
         inconsistent_alerts=int(counts["inconsistent"] or 0),

@@ -7,19 +7,21 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from pdm_assets.filesystem import is_uri
+from pdm_assets.fleet import Fleet, fleet_from_json, load_fleet
+
 ENVIRONMENTS = ("local", "databricks")
 WAREHOUSE_FORMATS = ("parquet", "delta")
-_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
-
-
-def is_uri(location: str) -> bool:
-    """True for abfss://..., s3://..., dbfs:/..., file:/...; False for a plain folder path."""
-    return bool(_URI.match(location))
+DATA_SOURCES = ("simulator", "landing", "csv", "tables")
+# Settings that moved into the fleet description, and where they live now.
+MOVED_TO_FLEET = {
+    "PDM_HORIZON_DAYS": "horizon_hours",
+    "PDM_SENSOR_RANGES": "the min and max of each sensor in [telemetry] sensors",
+}
 
 
 def _checkout_root() -> Path:
@@ -51,31 +53,25 @@ def _env_date(name: str, default: str) -> date:
         raise ValueError(f"{name} must be a date YYYY-MM-DD, got {raw!r}") from error
 
 
-def _sensor_ranges(raw: str) -> dict[str, tuple[float, float]]:
-    """PDM_SENSOR_RANGES: JSON {"volt": [low, high], ...} over the defaults of validation.py."""
-    # Imported here: validation imports pyspark, and the Makefile reads settings without it.
-    from pdm_assets.validation import SENSOR_RANGES
+def _moved_settings() -> None:
+    for name, key in MOVED_TO_FLEET.items():
+        if os.environ.get(name, "").strip():
+            raise ValueError(
+                f"{name} is gone: the value lives in the fleet description now ({key}); write it "
+                "in a copy of pdm_assets/fleets/azure_pdm.toml and point PDM_FLEET at the copy "
+                "(docs/your-fleet.md)"
+            )
 
-    problem = f'PDM_SENSOR_RANGES must be JSON like {{"volt": [0, 500]}}, got {raw!r}'
+
+def _tables(raw: str) -> str:
+    """PDM_TABLES stays JSON text here (table_source.py parses it); only its form is checked."""
     try:
-        given = json.loads(raw)
+        parsed = json.loads(raw)
     except ValueError as error:
-        raise ValueError(problem) from error
-    if not isinstance(given, dict):
-        raise ValueError(problem)
-    ranges = dict(SENSOR_RANGES)
-    for sensor, bounds in given.items():
-        if sensor not in SENSOR_RANGES:
-            raise ValueError(f"PDM_SENSOR_RANGES: unknown sensor {sensor!r}; one of {list(ranges)}")
-        if (
-            not isinstance(bounds, list)
-            or len(bounds) != 2
-            or not all(isinstance(b, int | float) for b in bounds)
-            or bounds[0] > bounds[1]
-        ):
-            raise ValueError(f"PDM_SENSOR_RANGES[{sensor!r}] must be [low, high], got {bounds!r}")
-        ranges[sensor] = (float(bounds[0]), float(bounds[1]))
-    return ranges
+        raise ValueError(f"PDM_TABLES must be a JSON object, got {raw!r}") from error
+    if not isinstance(parsed, dict):
+        raise ValueError(f"PDM_TABLES must be a JSON object, got {raw!r}")
+    return raw
 
 
 @dataclass(frozen=True)
@@ -86,9 +82,11 @@ class Settings:
     home: Path
     partitions_start: date
     partitions_end: date
-    horizon_days: int
+    fleet: Fleet
     data_source: str
+    landing_location: str | None
     csv_dir: Path | None
+    tables: str
     sim_machines: int
     sim_days: int
     sim_seed: int
@@ -100,7 +98,11 @@ class Settings:
     mlflow_registry_uri: str
     mlflow_experiment: str
     model_name: str
-    sensor_ranges: dict[str, tuple[float, float]]
+
+    @property
+    def horizon_days(self) -> int:
+        """The fleet's horizon in whole days, rounded up (the labels' lookahead)."""
+        return self.fleet.horizon_days
 
     @property
     def warehouse(self) -> str:
@@ -109,8 +111,10 @@ class Settings:
         return self.warehouse_root or str(self.home / "warehouse")
 
     @property
-    def landing(self) -> Path:
-        return self.home / "landing"
+    def landing(self) -> str:
+        """The landing folder the sensor watches and the landing source reads: PDM_LANDING (a
+        folder or an object-store URI) or the home's own, where the simulator writes."""
+        return self.landing_location or str(self.home / "landing")
 
     @property
     def mlflow_artifacts(self) -> Path:
@@ -137,15 +141,36 @@ def load_settings() -> Settings:
     end = _env_date("PDM_PARTITIONS_END", "2016-01-01")
     if end <= start:
         raise ValueError(f"PDM_PARTITIONS_END ({end}) must be after PDM_PARTITIONS_START ({start})")
+    _moved_settings()
+    fleet_file = os.environ.get("PDM_FLEET", "").strip()
+    # PDM_FLEET_JSON: the description itself, as the Databricks launcher forwards it.
+    fleet_json = os.environ.get("PDM_FLEET_JSON", "").strip()
+    if fleet_json:
+        fleet = fleet_from_json(fleet_json)
+    else:
+        fleet = load_fleet(Path(fleet_file).expanduser() if fleet_file else None)
     data_source = _env("PDM_DATA_SOURCE", "simulator")
-    if data_source not in ("simulator", "csv"):
-        raise ValueError(f"PDM_DATA_SOURCE must be 'simulator' or 'csv', got {data_source!r}")
+    if data_source not in DATA_SOURCES:
+        raise ValueError(f"PDM_DATA_SOURCE must be one of {DATA_SOURCES}, got {data_source!r}")
+    landing_raw = os.environ.get("PDM_LANDING", "").strip()
+    if landing_raw and data_source == "simulator":
+        raise ValueError(
+            "PDM_LANDING is a landing folder someone else fills, and the simulator never writes "
+            "there: set PDM_DATA_SOURCE=landing to read it, or unset PDM_LANDING to simulate "
+            "into the home's own folder"
+        )
+    landing_location = (
+        landing_raw if not landing_raw or is_uri(landing_raw) else str(Path(landing_raw).resolve())
+    ) or None
     csv_dir_raw = os.environ.get("PDM_CSV_DIR", "").strip()
     if data_source == "csv" and not csv_dir_raw:
         raise ValueError("PDM_DATA_SOURCE=csv needs PDM_CSV_DIR, a folder of PdM_*.csv[.gz] files")
-    horizon_days = _env_int("PDM_HORIZON_DAYS", 7)
-    if horizon_days < 1:
-        raise ValueError(f"PDM_HORIZON_DAYS must be >= 1, got {horizon_days}")
+    tables = _tables(_env("PDM_TABLES", "{}"))
+    if data_source == "tables" and tables.strip() in ("", "{}"):
+        raise ValueError(
+            'PDM_DATA_SOURCE=tables needs PDM_TABLES, JSON like {"telemetry": "catalog.schema.'
+            'telemetry", "failures": {"path": "/data/failures", "format": "parquet"}, ...}'
+        )
     on_databricks = environment == "databricks"
     default_tracking = (
         "databricks" if on_databricks else f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
@@ -181,13 +206,14 @@ def load_settings() -> Settings:
             f"PDM_SPARK_CONF must be a JSON object of Spark settings, got {spark_conf_raw!r}"
         ) from error
     return Settings(
-        sensor_ranges=_sensor_ranges(_env("PDM_SENSOR_RANGES", "{}")),
         environment=environment,
         home=home,
         partitions_start=start,
         partitions_end=end,
-        horizon_days=horizon_days,
+        fleet=fleet,
         data_source=data_source,
+        landing_location=landing_location,
+        tables=tables,
         csv_dir=Path(csv_dir_raw).expanduser().resolve() if csv_dir_raw else None,
         sim_machines=_env_int("PDM_SIM_MACHINES", 100),
         sim_days=_env_int("PDM_SIM_DAYS", 120),

@@ -30,15 +30,10 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from pdm_assets import decision
-from pdm_assets.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from pdm_assets.fleet import DEFAULT_FLEET, Fleet
 from pdm_assets.timewindow import timestamp_literal
-from pdm_assets.validation import COMPONENTS
 
-CLASSES = COMPONENTS + 1  # 0 = no failure within the horizon
 MISSING_VALUE = -1.0
-CLASS_NAMES = ["none", *[f"comp{component}" for component in range(1, COMPONENTS + 1)]]
-PROBABILITY_COLUMNS = [f"prob_{name}" for name in CLASS_NAMES]
-COMPONENT_PROBABILITY_COLUMNS = PROBABILITY_COLUMNS[1:]
 Classifier = Literal["random_forest", "gbt_one_vs_rest", "decision_tree"]
 ClassWeighting = Literal["none", "sqrt_balanced", "balanced"]
 
@@ -132,28 +127,36 @@ def with_weights(rows: DataFrame, weights: dict[int, float]) -> DataFrame:
     return rows.withColumn("weight", weight)
 
 
-def with_label_metadata(rows: DataFrame) -> DataFrame:
-    """Declare all five classes on the label, so a month without comp4 failures still yields a
-    model with five probabilities."""
-    metadata = {"ml_attr": {"type": "nominal", "num_vals": CLASSES, "name": "label"}}
+def with_label_metadata(rows: DataFrame, fleet: Fleet = DEFAULT_FLEET) -> DataFrame:
+    """Declare every class (none + each component) on the label, so a month without failures of
+    the last component still yields a model with a probability for every class."""
+    metadata = {"ml_attr": {"type": "nominal", "num_vals": fleet.classes, "name": "label"}}
     return rows.withColumn("label", F.col("label").cast("double").alias("label", metadata=metadata))
 
 
-def build_pipeline(params: ClassifierParams) -> Pipeline:
+def build_pipeline(params: ClassifierParams, fleet: Fleet = DEFAULT_FLEET) -> Pipeline:
+    numeric, categorical = fleet.numeric_features, fleet.categorical_features
     filled = ", ".join(
         f"coalesce(CAST(`{name}` AS DOUBLE), {MISSING_VALUE}) AS `{name}__filled`"
-        for name in NUMERIC_FEATURES
+        for name in numeric
     )
     # A component never replaced has no "days since"; the trees can split a sentinel off.
     fill_missing = SQLTransformer(statement=f"SELECT *, {filled} FROM __THIS__")
-    index_model = StringIndexer(
-        inputCols=CATEGORICAL_FEATURES,
-        outputCols=[f"{name}__index" for name in CATEGORICAL_FEATURES],
-        handleInvalid="keep",
+    # A fleet without categorical machine attributes has nothing to index.
+    index_stages = (
+        [
+            StringIndexer(
+                inputCols=categorical,
+                outputCols=[f"{name}__index" for name in categorical],
+                handleInvalid="keep",
+            )
+        ]
+        if categorical
+        else []
     )
     assemble = VectorAssembler(
-        inputCols=[f"{name}__filled" for name in NUMERIC_FEATURES]
-        + [f"{name}__index" for name in CATEGORICAL_FEATURES],
+        inputCols=[f"{name}__filled" for name in numeric]
+        + [f"{name}__index" for name in categorical],
         outputCol="features",
     )
     common: dict[str, Any] = {
@@ -191,46 +194,49 @@ def build_pipeline(params: ClassifierParams) -> Pipeline:
         )
     else:
         classifier = DecisionTreeClassifier(**common)
-    return Pipeline(stages=[fill_missing, index_model, assemble, classifier])
+    return Pipeline(stages=[fill_missing, *index_stages, assemble, classifier])
 
 
-def fit(rows: DataFrame, params: ClassifierParams) -> PipelineModel:
+def fit(rows: DataFrame, params: ClassifierParams, fleet: Fleet = DEFAULT_FLEET) -> PipelineModel:
     weights = class_weights(label_counts(rows), params.class_weighting)
     # The forest samples rows per partition with a seed per partition index, so the row order
     # it sees shapes the model: sorted by machine and time, not in whatever order the warehouse
     # files were written.
     keys = [name for name in ("machine_id", "datetime") if name in rows.columns]
     ordered = rows.orderBy(*keys) if keys else rows
-    return build_pipeline(params).fit(with_weights(with_label_metadata(ordered), weights))
+    labelled = with_weights(with_label_metadata(ordered, fleet), weights)
+    return build_pipeline(params, fleet).fit(labelled)
 
 
-def _class_probabilities(model: PipelineModel) -> F.Column:
-    """An array of the five class probabilities of a transformed row."""
+def _class_probabilities(model: PipelineModel, classes: int) -> F.Column:
+    """An array of the class probabilities of a transformed row."""
     if not isinstance(model.stages[-1], OneVsRestModel):
         return vector_to_array(F.col("probability"))
     # OneVsRest keeps each binary model's margin m; Spark's GBT gives P(class) = 1/(1+e^(-2m)).
-    # The five one-against-the-rest probabilities are then normalised to sum to 1.
+    # The one-against-the-rest probabilities are then normalised to sum to 1.
     margins = vector_to_array(F.col("rawPrediction"))
-    odds = [F.lit(1.0) / (F.lit(1.0) + F.exp(F.lit(-2.0) * margins[k])) for k in range(CLASSES)]
+    odds = [F.lit(1.0) / (F.lit(1.0) + F.exp(F.lit(-2.0) * margins[k])) for k in range(classes)]
     total = odds[0]
     for value in odds[1:]:
         total = total + value
     return F.array(*[value / total for value in odds])
 
 
-def predict(model: PipelineModel, features: DataFrame) -> DataFrame:
-    """Most probable class and one probability column per class, keeping the input columns."""
-    scored = model.transform(features).withColumn("_probabilities", _class_probabilities(model))
+def predict(model: PipelineModel, features: DataFrame, fleet: Fleet = DEFAULT_FLEET) -> DataFrame:
+    """Most probable class and one probability column per class (`prob_none`,
+    `prob_<component>`), keeping the input columns."""
+    probabilities_of = _class_probabilities(model, fleet.classes)
+    scored = model.transform(features).withColumn("_probabilities", probabilities_of)
     probabilities = F.col("_probabilities")
     return scored.select(
         *features.columns,
         F.col("prediction").cast("int").alias("predicted_component"),
-        *[probabilities[index].alias(name) for index, name in enumerate(PROBABILITY_COLUMNS)],
+        *[probabilities[index].alias(name) for index, name in enumerate(fleet.probability_columns)],
     )
 
 
 def component_metrics(
-    predictions: DataFrame, predicted: str = "alert_component"
+    predictions: DataFrame, predicted: str = "alert_component", fleet: Fleet = DEFAULT_FLEET
 ) -> dict[str, dict[str, float]]:
     """Precision, recall, F1 (one component vs the rest), PR-AUC and base rate per component.
 
@@ -239,11 +245,12 @@ def component_metrics(
     scikit-learn's zero_division=0. The base rate (positives / rows) is the PR-AUC of a ranking
     by chance.
     """
+    components = range(1, len(fleet.component_names) + 1)
     counts = predictions.agg(
         F.count(F.lit(1)).alias("rows"),
         *[
             aggregate
-            for component in range(1, COMPONENTS + 1)
+            for component in components
             for aggregate in (
                 F.sum(_both(component, predicted)).alias(f"tp{component}"),
                 F.sum(_flag(F.col(predicted) == component)).alias(f"pp{component}"),
@@ -254,18 +261,18 @@ def component_metrics(
     assert counts is not None
     rows = float(counts["rows"] or 0)
     metrics: dict[str, dict[str, float]] = {}
-    for component in range(1, COMPONENTS + 1):
+    for component, name in zip(components, fleet.component_names, strict=True):
         tp = float(counts[f"tp{component}"] or 0)
         alerted = float(counts[f"pp{component}"] or 0)
         actual = float(counts[f"p{component}"] or 0)
         precision = tp / alerted if alerted else 0.0
         recall = tp / actual if actual else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        metrics[f"comp{component}"] = {
+        metrics[name] = {
             "precision": precision,
             "recall": recall,
             "f1": f1,
-            "pr_auc": _pr_auc(predictions, component) if actual else 0.0,
+            "pr_auc": _pr_auc(predictions, component, fleet) if actual else 0.0,
             "support": actual,
             "base_rate": actual / rows if rows else 0.0,
         }
@@ -280,9 +287,9 @@ def _both(component: int, predicted: str) -> F.Column:
     return _flag((F.col("label") == component) & (F.col(predicted) == component))
 
 
-def _pr_auc(predictions: DataFrame, component: int) -> float:
+def _pr_auc(predictions: DataFrame, component: int, fleet: Fleet) -> float:
     scored = predictions.select(
-        F.col(PROBABILITY_COLUMNS[component]).alias("score"),
+        F.col(fleet.probability_columns[component]).alias("score"),
         (F.col("label") == component).cast("double").alias("is_component"),
     )
     evaluator = BinaryClassificationEvaluator(
@@ -297,15 +304,17 @@ def macro(metrics: dict[str, dict[str, float]], name: str) -> float:
     return sum(present) / len(present) if present else 0.0
 
 
-def confusion_matrix(predictions: DataFrame, predicted: str = "alert_component") -> list[list[int]]:
-    """Rows: actual class 0..4; columns: predicted class 0..4 (the alerted component)."""
+def confusion_matrix(
+    predictions: DataFrame, predicted: str = "alert_component", fleet: Fleet = DEFAULT_FLEET
+) -> list[list[int]]:
+    """Rows: actual class 0..k; columns: predicted class 0..k (the alerted component)."""
     counts = {
         (int(row["label"]), int(row[predicted])): int(row["count"])
         for row in predictions.groupBy("label", predicted).count().collect()
     }
     return [
-        [counts.get((actual, predicted), 0) for predicted in range(CLASSES)]
-        for actual in range(CLASSES)
+        [counts.get((actual, predicted), 0) for predicted in range(fleet.classes)]
+        for actual in range(fleet.classes)
     ]
 
 
@@ -396,20 +405,25 @@ def rows_unseen_by(rows: DataFrame, cutoff: datetime, horizon_hours: int) -> Dat
 
 
 def _labels_and_probabilities(
-    predictions: DataFrame,
+    predictions: DataFrame, fleet: Fleet
 ) -> tuple[npt.NDArray[np.int64], dict[str, npt.NDArray[np.float64]]]:
+    columns = fleet.component_probability_columns
     collected = np.array(
-        predictions.select(F.col("label").cast("double"), *COMPONENT_PROBABILITY_COLUMNS).collect(),
+        predictions.select(F.col("label").cast("double"), *columns).collect(),
         dtype=np.float64,
-    ).reshape(-1, 1 + len(COMPONENT_PROBABILITY_COLUMNS))
+    ).reshape(-1, 1 + len(columns))
     labels = collected[:, 0].astype(np.int64)
-    probabilities = {name: collected[:, index] for index, name in enumerate(CLASS_NAMES[1:], 1)}
+    probabilities = {
+        name: collected[:, index] for index, name in enumerate(fleet.component_names, 1)
+    }
     return labels, probabilities
 
 
-def fit_decision_policy(predictions: DataFrame, params: DecisionParams) -> decision.DecisionPolicy:
+def fit_decision_policy(
+    predictions: DataFrame, params: DecisionParams, fleet: Fleet = DEFAULT_FLEET
+) -> decision.DecisionPolicy:
     """Collect the validation rows' labels and component probabilities, fit the thresholds."""
-    labels, probabilities = _labels_and_probabilities(predictions)
+    labels, probabilities = _labels_and_probabilities(predictions, fleet)
     return decision.fit_policy(
         labels,
         probabilities,
@@ -446,6 +460,7 @@ def train_and_validate(
     params: ClassifierParams,
     decision_params: DecisionParams,
     refit_on_all: bool = True,
+    fleet: Fleet = DEFAULT_FLEET,
 ) -> TrainingOutcome:
     """Split at the cutoff, fit on the training rows, validate, fit the decision policy on the
     validation rows, then (by default) refit on every labelled row.
@@ -464,16 +479,18 @@ def train_and_validate(
             f"failure_labels for the days before the cutoff (at least {validation_days} days "
             "+ 2 x the horizon)."
         )
-    validated_model = fit(train, params)
-    scored = predict(validated_model, validation).cache()
-    policy = fit_decision_policy(scored, decision_params)
+    validated_model = fit(train, params, fleet)
+    scored = predict(validated_model, validation, fleet).cache()
+    policy = fit_decision_policy(scored, decision_params, fleet)
     # Kept for the caller (pictures, the champion comparison), who unpersists it.
-    predictions = decision.alerts(scored, policy, COMPONENT_PROBABILITY_COLUMNS).cache()
-    metrics = component_metrics(predictions)
-    model = fit(rows, params) if refit_on_all else validated_model
+    probability_columns = fleet.component_probability_columns
+    predictions = decision.alerts(scored, policy, probability_columns).cache()
+    metrics = component_metrics(predictions, fleet=fleet)
+    model = fit(rows, params, fleet) if refit_on_all else validated_model
     scored.unpersist()
     if decision.needs_fallback(policy):
-        policy = decision.with_fallback(policy, *_labels_and_probabilities(predict(model, rows)))
+        shipped = _labels_and_probabilities(predict(model, rows, fleet), fleet)
+        policy = decision.with_fallback(policy, *shipped)
     return TrainingOutcome(
         model=model,
         validated_model=validated_model,
@@ -493,6 +510,7 @@ def compare_with_champion(
     champion_version: str,
     champion_cutoff: datetime,
     horizon_hours: int,
+    fleet: Fleet = DEFAULT_FLEET,
 ) -> tuple[ChampionScore, float] | None:
     """Champion and challenger macro PR-AUC on the validation rows the champion never saw.
 
@@ -505,10 +523,10 @@ def compare_with_champion(
         unseen.unpersist()
         return None
     champion_metrics = component_metrics(
-        predict(champion_model, unseen), predicted="predicted_component"
+        predict(champion_model, unseen, fleet), predicted="predicted_component", fleet=fleet
     )
     challenger_metrics = component_metrics(
-        rows_unseen_by(outcome.predictions, champion_cutoff, horizon_hours)
+        rows_unseen_by(outcome.predictions, champion_cutoff, horizon_hours), fleet=fleet
     )
     unseen.unpersist()
     basis = (

@@ -8,46 +8,37 @@ quarantined, since there is no way to tell which one is right.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from pdm_assets.fleet import DEFAULT_FLEET, Bounded, Fleet, names_text
 from pdm_assets.raw_text import PROVENANCE_TYPES
 from pdm_assets.timewindow import Window as TimeWindow
 from pdm_assets.timewindow import timestamp_literal
 
 DATETIME_FORMAT = "yyyy-MM-dd HH:mm:ss"
-SENSORS = ("volt", "rotate", "pressure", "vibration")
-ERROR_TYPES = 5
-COMPONENTS = 4
-
-# Physical ranges of the hourly sensor means, far outside anything the public data (volt 97-255,
-# rotate 138-695, pressure 51-186, vibration 14-76) or the simulator produce, so that only
-# impossible values (a -99999 "no reading" code, a unit mix-up) are quarantined.
-# PDM_SENSOR_RANGES overrides them.
-SENSOR_RANGES: dict[str, tuple[float, float]] = {
-    "volt": (0.0, 500.0),
-    "rotate": (0.0, 2000.0),
-    "pressure": (0.0, 500.0),
-    "vibration": (0.0, 200.0),
-}
+RANGES_HOME = "the fleet description"
 
 Check = tuple[Column, str | Column]
 
 
-def parse_datetime(text: Column) -> Column:
-    """'YYYY-MM-DD HH:MM:SS' in UTC, surrounding spaces and a one-digit hour allowed; else null.
+def parse_datetime(text: Column, timezone: str = "UTC") -> Column:
+    """'YYYY-MM-DD HH:MM:SS', surrounding spaces and a one-digit hour allowed, as UTC; else null.
 
-    A time-zone suffix or any other layout stays null, so the row is quarantined, not guessed.
+    The text is a wall-clock time in `timezone` (the fleet description's `columns.timezone`),
+    converted to UTC (Spark resolves summer-time gaps and overlaps). A time-zone suffix or any
+    other layout stays null, so the row is quarantined, not guessed.
     """
     trimmed = F.trim(text)
-    return F.coalesce(
+    parsed = F.coalesce(
         F.try_to_timestamp(trimmed, F.lit(DATETIME_FORMAT)),
         F.try_to_timestamp(trimmed, F.lit("yyyy-MM-dd H:mm:ss")),
     )
+    # The session runs in UTC (spark.py), so the parsed value is the wall clock read as UTC.
+    return parsed if timezone == "UTC" else F.to_utc_timestamp(parsed, timezone)
 
 
 @dataclass
@@ -81,11 +72,33 @@ def _finite_double(column: str) -> Column:
     return F.when(~F.isnan(parsed) & (F.abs(parsed) < F.lit(float("inf"))), parsed)
 
 
-def _code(column: str, prefix: str, count: int) -> Column:
-    """'comp3' -> 3 for prefix 'comp'; anything else -> null."""
+def _code(column: str, names: list[str]) -> Column:
+    """The 1-based position of the column's value among `names` (case and surrounding spaces
+    ignored): 'comp3' -> 3 of comp1..comp4; anything else -> null."""
+    if not names:
+        # A fleet without error codes has no error log: there are no rows to type.
+        return F.lit(None).cast("int")
     text = F.lower(F.trim(F.col(column)))
-    number = F.regexp_extract(text, rf"^{prefix}(\d+)$", 1).try_cast("int")
-    return F.when((number >= 1) & (number <= count), number)
+    position: Column | None = None
+    for number, name in enumerate(names, start=1):
+        matches = text == F.lit(name.lower())
+        position = (
+            F.when(matches, F.lit(number)) if position is None else position.when(matches, number)
+        )
+    assert position is not None
+    return position.otherwise(F.lit(None).cast("int"))
+
+
+def _outside(column: Column, bounds: Bounded) -> Column | None:
+    """True where a value lies outside its declared range; None for an unbounded column."""
+    conditions = []
+    if bounds.min is not None:
+        conditions.append(column < F.lit(bounds.min))
+    if bounds.max is not None:
+        conditions.append(column > F.lit(bounds.max))
+    if not conditions:
+        return None
+    return conditions[0] if len(conditions) == 1 else conditions[0] | conditions[1]
 
 
 def _raw_text(frame: DataFrame) -> Column:
@@ -192,22 +205,29 @@ AFTER_LAST_PARTITION = (
 
 def _event_time_checks(
     moment: Column,
+    time_column: str,
     window: TimeWindow,
     history_before: datetime | None,
     rows_after_end: bool,
-    whole_hour: bool,
+    cadence_minutes: int | None,
 ) -> list[Check]:
     in_window = window.contains(moment)
     if history_before is not None:
         in_window = in_window | (moment < timestamp_literal(history_before))
-    checks: list[Check] = [(moment.isNull(), "datetime is missing or not 'YYYY-MM-DD HH:MM:SS'")]
+    checks: list[Check] = [
+        (moment.isNull(), f"{time_column} is missing or not 'YYYY-MM-DD HH:MM:SS'")
+    ]
     if rows_after_end:
         checks.append((moment >= timestamp_literal(window.end), AFTER_LAST_PARTITION))
-    checks.append((~in_window, "datetime outside the day being ingested"))
-    if whole_hour:
-        checks.append(
-            ((F.minute(moment) != 0) | (F.second(moment) != 0), "datetime is not on the hour")
+    checks.append((~in_window, f"{time_column} outside the day being ingested"))
+    if cadence_minutes is not None:
+        # Readings sit on the cadence's grid from 00:00 UTC: the windows count them by time.
+        minutes = F.hour(moment) * 60 + F.minute(moment)
+        off_grid = (minutes % F.lit(cadence_minutes) != 0) | (F.second(moment) != 0)
+        where = (
+            "on the hour" if cadence_minutes == 60 else f"on the {cadence_minutes}-minute cadence"
         )
+        checks.append((off_grid, f"{time_column} is not {where}"))
     return checks
 
 
@@ -222,49 +242,50 @@ def _partition_date(moment: Column, window: TimeWindow) -> Column:
     )
 
 
-def _value_columns(
-    table: str, sensor_ranges: Mapping[str, tuple[float, float]]
-) -> tuple[dict[str, Column], list[Check]]:
+def _value_columns(table: str, fleet: Fleet) -> tuple[dict[str, Column], list[Check]]:
     """The typed value columns of an event table and the checks on them."""
+    columns = fleet.columns
     if table == "telemetry":
-        typed = {sensor: _finite_double(sensor) for sensor in SENSORS}
+        typed = {sensor: _finite_double(sensor) for sensor in fleet.sensors}
         checks: list[Check] = [
             (F.col(sensor).isNull(), f"{sensor} is missing or not a finite number")
-            for sensor in SENSORS
+            for sensor in fleet.sensors
         ]
-        for sensor in SENSORS:
-            low, high = sensor_ranges[sensor]
-            checks.append(
-                (
-                    (F.col(sensor) < F.lit(low)) | (F.col(sensor) > F.lit(high)),
-                    f"{sensor} outside its physical range [{low:g}, {high:g}] (PDM_SENSOR_RANGES)",
+        for sensor in fleet.telemetry.sensors:
+            outside = _outside(F.col(sensor.name), sensor)
+            if outside is not None:
+                checks.append(
+                    (
+                        outside,
+                        f"{sensor.name} outside its physical range {sensor.range_text()} "
+                        f"({RANGES_HOME})",
+                    )
                 )
-            )
         return typed, checks
     if table == "errors":
+        codes = fleet.errors.codes
         return (
-            {"error_id": _code("errorID", "error", ERROR_TYPES)},
-            [(F.col("error_id").isNull(), f"errorID is not error1..error{ERROR_TYPES}")],
+            {"error_id": _code(columns.error, codes)},
+            [(F.col("error_id").isNull(), f"{columns.error} is not {names_text(codes)}")],
         )
-    source = {"maint": "comp", "failures": "failure"}[table]
+    source = {"maint": columns.maintenance, "failures": columns.failure}[table]
+    names = fleet.component_names
     return (
-        {"component": _code(source, "comp", COMPONENTS)},
-        [(F.col("component").isNull(), f"{source} is not comp1..comp{COMPONENTS}")],
+        {"component": _code(source, names)},
+        [(F.col("component").isNull(), f"{source} is not {names_text(names)}")],
     )
 
 
-# The typed columns of each raw table, as Spark's simpleString names them.
-EXPECTED_TYPES = {
-    "telemetry": {
-        "machine_id": "int",
-        "datetime": "timestamp",
-        **{sensor: "double" for sensor in SENSORS},
-        "date": "date",
-    },
-    "errors": {"machine_id": "int", "datetime": "timestamp", "error_id": "int", "date": "date"},
-    "maint": {"machine_id": "int", "datetime": "timestamp", "component": "int", "date": "date"},
-    "failures": {"machine_id": "int", "datetime": "timestamp", "component": "int", "date": "date"},
-}
+def expected_types(table: str, fleet: Fleet = DEFAULT_FLEET) -> dict[str, str]:
+    """The typed columns of a raw table, as Spark's simpleString names them."""
+    if table == "telemetry":
+        values = {sensor: "double" for sensor in fleet.sensors}
+    elif table == "errors":
+        values = {"error_id": "int"}
+    else:
+        values = {"component": "int"}
+    return {"machine_id": "int", "datetime": "timestamp", **values, "date": "date"}
+
 
 EVENT_KEYS = {
     "telemetry": ("machine_id", "datetime"),
@@ -274,7 +295,8 @@ EVENT_KEYS = {
 }
 
 
-UNKNOWN_MACHINE = "machineID is not in the machines table (raw_machines)"
+def unknown_machine(fleet: Fleet = DEFAULT_FLEET) -> str:
+    return f"{fleet.columns.machine} is not in the machines table (raw_machines)"
 
 
 def validate_events(
@@ -285,9 +307,10 @@ def validate_events(
     *,
     rows_after_end: bool = False,
     machines: DataFrame | None = None,
-    sensor_ranges: Mapping[str, tuple[float, float]] | None = None,
+    fleet: Fleet = DEFAULT_FLEET,
 ) -> Validated:
-    """Type and check the rows of one event table read for `window`.
+    """Type and check the rows of one event table read for `window`, with the columns, codes,
+    ranges and cadence of `fleet`.
 
     With `history_before`, rows earlier than that moment are history (the maintenance log reaches
     back before the first partition) and are kept in the window's first day. With
@@ -295,21 +318,23 @@ def validate_events(
     quarantined with that reason instead of being lost. With `machines`, rows of a machine that
     is not in it are quarantined.
     """
-    moment = parse_datetime(F.col("datetime"))
-    values, value_checks = _value_columns(table, {**SENSOR_RANGES, **(sensor_ranges or {})})
-    typed = {"machine_id": _positive_int("machineID"), "datetime": moment, **values}
+    columns = fleet.columns
+    moment = parse_datetime(F.col(columns.time), columns.timezone)
+    values, value_checks = _value_columns(table, fleet)
+    typed = {"machine_id": _positive_int(columns.machine), "datetime": moment, **values}
     checks = [
         *_event_time_checks(
             F.col("datetime"),
+            columns.time,
             window,
             history_before,
             rows_after_end,
-            whole_hour=table == "telemetry",
+            cadence_minutes=fleet.telemetry.cadence_minutes if table == "telemetry" else None,
         ),
-        (F.col("machine_id").isNull(), "machineID is not a positive integer"),
+        (F.col("machine_id").isNull(), f"{columns.machine} is not a positive integer"),
     ]
     if machines is not None:
-        checks.append((F.col("_known_machine").isNull(), UNKNOWN_MACHINE))
+        checks.append((F.col("_known_machine").isNull(), unknown_machine(fleet)))
     checks.extend(value_checks)
     partition_date = _partition_date(F.col("datetime"), window)
     return _split(
@@ -317,16 +342,33 @@ def validate_events(
     )
 
 
-def validate_machines(frame: DataFrame) -> Validated:
-    age_text = F.trim(F.col("age"))
-    typed = {
-        "machine_id": _positive_int("machineID"),
-        "model": F.lower(F.trim(F.col("model"))),
-        "age": F.when(age_text.rlike(r"^\d+$"), age_text.try_cast("int")),
-    }
-    checks: list[Check] = [
-        (F.col("machine_id").isNull(), "machineID is not a positive integer"),
-        (F.col("model").isNull() | (F.col("model") == ""), "model is missing"),
-        (F.col("age").isNull(), "age is not a non-negative integer"),
-    ]
+def _machine_attribute(name: str, integer: bool) -> Column:
+    text = F.trim(F.col(name))
+    if integer:
+        return F.when(text.rlike(r"^[+-]?\d+$"), text.try_cast("int"))
+    return _finite_double(name)
+
+
+def validate_machines(frame: DataFrame, fleet: Fleet = DEFAULT_FLEET) -> Validated:
+    """Type and check the machine register: the id, the categorical and numeric attributes."""
+    machine = fleet.columns.machine
+    typed = {"machine_id": _positive_int(machine)}
+    checks: list[Check] = [(F.col("machine_id").isNull(), f"{machine} is not a positive integer")]
+    for name in fleet.machines.categorical:
+        typed[name] = F.lower(F.trim(F.col(name)))
+        checks.append((F.col(name).isNull() | (F.col(name) == ""), f"{name} is missing"))
+    for attribute in fleet.machines.numeric:
+        name = attribute.name
+        typed[name] = _machine_attribute(name, attribute.integer)
+        outside = _outside(F.col(name), attribute)
+        if attribute.integer and attribute.min == 0 and attribute.max is None:
+            # The common case (an age, a count) in one reason, as the register has always said.
+            checks.append(
+                (F.col(name).isNull() | (F.col(name) < 0), f"{name} is not a non-negative integer")
+            )
+            continue
+        kind = "an integer" if attribute.integer else "a finite number"
+        checks.append((F.col(name).isNull(), f"{name} is missing or not {kind}"))
+        if outside is not None:
+            checks.append((outside, f"{name} outside {attribute.range_text()} ({RANGES_HOME})"))
     return _split(frame, "machines", typed, checks, ("machine_id",), None)

@@ -14,13 +14,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pdm_assets.definitions import build_definitions
-from pdm_assets.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from pdm_assets.fleet import DEFAULT_FLEET
 from pdm_assets.jobs import INGEST_JOB, OUTCOMES_JOB, SCORE_JOB, TRAIN_JOB
-from pdm_assets.labels import FAILS_COLUMNS
 from pdm_assets.registry import CHAMPION_ALIAS, ModelRegistry
 from pdm_assets.settings import Settings, load_settings
 from pdm_assets.timewindow import from_spark
-from pdm_assets.training import PROBABILITY_COLUMNS
 from pdm_assets.warehouse import Warehouse
 
 MACHINES = 6
@@ -170,7 +168,10 @@ def test_model_is_registered_tagged_and_champion(graph: Graph, trained) -> None:
     # A signature, which the Unity Catalog registry requires: the features in, the class out.
     signature = mlflow.models.get_model_info(f"models:/{version.name}/{version.version}").signature
     assert signature is not None
-    assert signature.inputs.input_names() == [*NUMERIC_FEATURES, *CATEGORICAL_FEATURES]
+    assert signature.inputs.input_names() == [
+        *DEFAULT_FLEET.numeric_features,
+        *DEFAULT_FLEET.categorical_features,
+    ]
     assert signature.outputs.input_names() == ["prediction"]
 
 
@@ -194,7 +195,7 @@ def test_scores_cover_every_feature_row_with_probabilities(graph: Graph, trained
         ]
         expected = 1 + ratios.index(max(ratios)) if max(ratios) >= 1 else 0
         assert (row["alert"], row["alert_component"]) == (expected > 0, expected)
-        total = sum(row[name] for name in PROBABILITY_COLUMNS)
+        total = sum(row[name] for name in DEFAULT_FLEET.probability_columns)
         assert total == pytest.approx(1.0, abs=1e-6)
         assert row["failure_probability"] == pytest.approx(1 - row["prob_none"])
         assert row["model_version"] == version.value
@@ -338,7 +339,7 @@ def test_outcomes_measure_scores_against_known_labels(graph: Graph, trained, spa
     ]
     expected = max(
         abs(day[name].mean() - reference[name].mean()) / reference[name].std()
-        for name in NUMERIC_FEATURES
+        for name in DEFAULT_FLEET.numeric_features
     )
     assert metadata["max_feature_drift"].value == pytest.approx(expected, rel=1e-9)
     rows = graph.warehouse.read_all(spark, "model_outcomes").collect()
@@ -373,7 +374,7 @@ def test_features_and_labels_equal_the_polars_yardstick(graph: Graph, spark) -> 
         graph.settings.landing, date(2015, 1, 1), date(2015, 2, 15)
     )
     for dataset, theirs, columns in (
-        ("machine_features", yardstick_features, [*NUMERIC_FEATURES]),
+        ("machine_features", yardstick_features, [*DEFAULT_FLEET.numeric_features]),
         ("failure_labels", yardstick_labels, ["label", "hours_to_failure"]),
     ):
         ours = (
@@ -390,6 +391,6 @@ def test_features_and_labels_equal_the_polars_yardstick(graph: Graph, spark) -> 
     labelled = spark.read.parquet(str(graph.warehouse.dataset_path("failure_labels"))).toPandas()
     labelled = labelled.sort_values(keys, ignore_index=True)
     theirs_labels = yardstick_labels.to_pandas().sort_values(keys, ignore_index=True)
-    for column in ["censored", *FAILS_COLUMNS]:
+    for column in ["censored", *DEFAULT_FLEET.fails_columns]:
         assert (labelled[column] == theirs_labels[column]).all(), column
     assert (labelled["label"] > 0).sum() > 0

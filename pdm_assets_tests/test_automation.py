@@ -73,7 +73,7 @@ def test_one_complete_day_requests_one_run_for_that_partition(
 
 def test_a_partial_day_waits_for_its_marker(defs: dg.Definitions, fleet, pdm_home: Path) -> None:
     _land(fleet, pdm_home, 1, 2)
-    landing.complete_marker(pdm_home / "landing", date(2015, 1, 2)).unlink()
+    Path(landing.complete_marker(pdm_home / "landing", date(2015, 1, 2))).unlink()
     result = _tick(defs)
     assert _scoring_keys(result) == ["2015-01-01"]
     # Once the marker lands, the next tick picks the day up.

@@ -158,7 +158,32 @@ def test_only_the_package_is_shipped_and_a_path_that_empties_the_zip_is_refused(
     shipped = package_to_ship()
     assert [child.name for child in shipped.iterdir()] == ["pdm_assets"]
     assert (shipped / "pdm_assets" / "assets" / "raw.py").is_file()
+    # The fleet descriptions ship with the code: the default is read at import.
+    assert (shipped / "pdm_assets" / "fleets" / "azure_pdm.toml").is_file()
     assert package_to_ship() == shipped  # same code, same folder
+
+
+def test_the_cluster_gets_the_fleet_description_itself_not_a_local_path(
+    pdm_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from pdm_assets.databricks import forwarded_environment
+    from pdm_assets.settings import load_settings
+
+    described = tmp_path / "pumps.toml"
+    described.write_text(
+        '[telemetry]\nsensors = [{ name = "flow" }]\n[components]\nnames = ["seal"]\n'
+    )
+    monkeypatch.setenv("PDM_FLEET", str(described))
+    monkeypatch.setenv("PDM_WAREHOUSE", "dbfs:/pdm")
+    monkeypatch.setenv("DATABRICKS_HOST", "https://example.invalid")
+    settings = load_settings()
+    forwarded = forwarded_environment(settings, load_databricks_settings(settings.warehouse))
+    assert "PDM_FLEET" not in forwarded
+    # What the step on the cluster reads back is the same description.
+    for name, value in forwarded.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("PDM_FLEET")
+    assert load_settings().fleet == settings.fleet
 
 
 def _texts_of_upload(payload: bytes) -> bytes:

@@ -9,7 +9,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from pdm_assets.assets.raw import ValidationRules
 from pdm_assets.databricks import no_step_launcher
 from pdm_assets.definitions import build_definitions
 from pdm_assets.instance_config import ensure_instance_yaml
@@ -132,23 +131,60 @@ def test_settings_default_under_the_home_and_reject_bad_values(
         load_settings()
 
 
-def test_sensor_ranges_are_a_setting_over_the_defaults(
+def test_settings_the_fleet_description_holds_now_say_where_they_live(
     pdm_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("PDM_SENSOR_RANGES", '{"vibration": [0, 300]}')
-    ranges = load_settings().sensor_ranges
-    assert ranges["vibration"] == (0.0, 300.0) and ranges["volt"] == (0.0, 500.0)
-    rules = RESOURCES_BY_ENVIRONMENT["local"](load_settings())["validation_rules"]
-    assert isinstance(rules, ValidationRules)
-    assert rules.ranges()["vibration"] == (0.0, 300.0)
-    for bad, message in (
-        ('{"humidity": [0, 1]}', "unknown sensor 'humidity'"),
-        ('{"volt": [500, 0]}', r"PDM_SENSOR_RANGES\['volt'\] must be \[low, high\]"),
-        ("[0, 1]", "PDM_SENSOR_RANGES must be JSON like"),
+    for name, value, key in (
+        ("PDM_SENSOR_RANGES", '{"vibration": [0, 300]}', "min and max of each sensor"),
+        ("PDM_HORIZON_DAYS", "2", "horizon_hours"),
     ):
-        monkeypatch.setenv("PDM_SENSOR_RANGES", bad)
-        with pytest.raises(ValueError, match=message):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ValueError, match=rf"{name} is gone: .*\(.*{key}.*PDM_FLEET"):
             load_settings()
+        monkeypatch.delenv(name)
+
+
+def test_the_fleet_description_is_read_from_pdm_fleet(
+    pdm_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert load_settings().fleet.name == "azure_pdm"
+    described = tmp_path / "pumps.toml"
+    described.write_text(
+        'name = "pumps"\nhorizon_hours = 48\n[telemetry]\nsensors = [{ name = "flow" }]\n'
+        '[components]\nnames = ["seal"]\n'
+    )
+    monkeypatch.setenv("PDM_FLEET", str(described))
+    settings = load_settings()
+    assert (settings.fleet.name, settings.horizon_days) == ("pumps", 2)
+    scores = build_definitions(settings).resolve_assets_def("machine_scores")
+    description = scores.descriptions_by_key[dg.AssetKey("machine_scores")]
+    assert "(none, seal)" in description
+    schema = scores.specs_by_key[dg.AssetKey("machine_scores")].metadata["dagster/column_schema"]
+    assert [c.name for c in schema.columns if c.name.startswith("prob_")] == [
+        "prob_none",
+        "prob_seal",
+    ]
+    monkeypatch.setenv("PDM_FLEET", str(tmp_path / "missing.toml"))
+    with pytest.raises(ValueError, match=r"missing\.toml: cannot read it"):
+        load_settings()
+
+
+def test_a_landing_folder_is_read_only_and_never_simulated_into(
+    pdm_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from pdm_assets.sources import LandingFolderSource
+
+    monkeypatch.setenv("PDM_LANDING", str(tmp_path / "producer"))
+    with pytest.raises(ValueError, match="PDM_LANDING is a landing folder someone else fills"):
+        load_settings()
+    monkeypatch.setenv("PDM_DATA_SOURCE", "landing")
+    settings = load_settings()
+    source = RESOURCES_BY_ENVIRONMENT["local"](settings)["source"]
+    assert type(source) is LandingFolderSource
+    assert source.landing_dir == str(tmp_path / "producer") == settings.landing
+    # The sensor watches the folder the source reads.
+    sensor = build_definitions(settings).resolve_sensor_def("landing_sensor")
+    assert str(tmp_path / "producer") in (sensor.description or "")
 
 
 def test_the_instance_the_project_writes_monitors_runs(tmp_path: Path) -> None:
@@ -195,3 +231,19 @@ def test_a_session_without_java_fails_before_py4j(tmp_path: Path) -> None:
     assert "JAVA-MISSING: Spark needs Java, and none was found" in completed.stderr
     assert "Py4J" not in completed.stderr and "Traceback" not in completed.stderr
     assert completed.returncode == 1
+
+
+def test_a_tables_source_is_built_from_pdm_tables(
+    pdm_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pdm_assets.table_source import TableSource
+
+    monkeypatch.setenv("PDM_DATA_SOURCE", "tables")
+    with pytest.raises(ValueError, match="PDM_DATA_SOURCE=tables needs PDM_TABLES"):
+        load_settings()
+    monkeypatch.setenv("PDM_TABLES", '{"telemetry": "main.plant.telemetry"}')
+    source = RESOURCES_BY_ENVIRONMENT["local"](load_settings())["source"]
+    assert isinstance(source, TableSource)
+    monkeypatch.setenv("PDM_TABLES", '{"telemetri": "main.plant.telemetry"}')
+    with pytest.raises(ValueError, match="'telemetri' is not a table"):
+        RESOURCES_BY_ENVIRONMENT["local"](load_settings())

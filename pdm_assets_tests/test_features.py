@@ -1,4 +1,4 @@
-"""DESIGN.md's feature definitions on hand-built frames, with hand-computed expectations.
+"""The feature definitions in docs/model.md on hand-built frames, with hand-computed expectations.
 
 Hour numbers count from 2015-01-01 00:00 UTC; t = 48 is 2015-01-03 00:00.
 """
@@ -11,6 +11,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from pdm_assets import features
+from pdm_assets.fleet import DEFAULT_FLEET
 from pdm_assets.timewindow import from_spark
 from pdm_assets_tests.frames import components, errors, hour, machines, telemetry
 
@@ -107,7 +108,7 @@ def test_error_counts_cover_t_minus_24h_exclusive_to_t_inclusive(spark) -> None:
     )
     result = features.error_features(events, hour(T), hour(T + 1))
     row = _row(result, 1, T)
-    assert [row[name] for name in features.ERROR_FEATURES] == [2, 0, 2, 0, 0]
+    assert [row[name] for name in DEFAULT_FLEET.error_features] == [2, 0, 2, 0, 0]
 
 
 def test_days_since_replacement_uses_the_last_replacement_over_the_whole_history(spark) -> None:
@@ -131,7 +132,7 @@ def test_days_since_replacement_uses_the_last_replacement_over_the_whole_history
     assert machine1["comp3_days_since_replacement"] is None
     assert machine1["comp4_days_since_replacement"] == pytest.approx(30 / 24)
     machine2 = _row(result, 2, T)
-    assert all(machine2[name] is None for name in features.MAINTENANCE_FEATURES)
+    assert all(machine2[name] is None for name in DEFAULT_FLEET.maintenance_features)
 
 
 def test_compute_assembles_one_row_per_observation_with_machine_columns(spark, ramp) -> None:
@@ -155,7 +156,7 @@ def test_compute_assembles_one_row_per_observation_with_machine_columns(spark, r
     assert result.columns == [
         "machine_id",
         "datetime",
-        *features.NUMERIC_FEATURES,
-        *features.CATEGORICAL_FEATURES,
+        *DEFAULT_FLEET.numeric_features,
+        *DEFAULT_FLEET.categorical_features,
         "date",
     ]

@@ -1,4 +1,4 @@
-"""DESIGN.md's label and training-row definitions on hand-built frames.
+"""The label and training-row definitions in docs/model.md on hand-built frames.
 
 Hour numbers count from 2015-01-01 00:00 UTC; the horizon is 7 days = 168 h.
 """
@@ -10,6 +10,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from pdm_assets import labels, training
+from pdm_assets.fleet import DEFAULT_FLEET
 from pdm_assets.timewindow import from_spark
 from pdm_assets_tests.frames import components, hour, observations
 
@@ -47,7 +48,7 @@ def test_failure_at_exactly_the_horizon_is_inside(labelled) -> None:
 
 def test_failure_just_outside_the_horizon_is_not_a_label(labelled) -> None:
     assert labelled[2]["label"] == 0
-    assert not any(labelled[2][name] for name in labels.FAILS_COLUMNS)
+    assert not any(labelled[2][name] for name in DEFAULT_FLEET.fails_columns)
     assert labelled[2]["hours_to_failure"] is None
 
 
@@ -58,13 +59,13 @@ def test_failure_at_t_is_not_a_label(labelled) -> None:
 def test_two_components_at_the_same_hour_never_become_a_third_class(labelled) -> None:
     row = labelled[4]
     assert row["label"] == 1  # the lower-numbered of the two, not 1 + 2 = 3
-    assert [row[name] for name in labels.FAILS_COLUMNS] == [True, True, False, False]
+    assert [row[name] for name in DEFAULT_FLEET.fails_columns] == [True, True, False, False]
 
 
 def test_the_first_failure_in_the_horizon_decides_the_class(labelled) -> None:
     row = labelled[5]
     assert row["label"] == 2
-    assert [row[name] for name in labels.FAILS_COLUMNS] == [False, True, False, True]
+    assert [row[name] for name in DEFAULT_FLEET.fails_columns] == [False, True, False, True]
     assert row["hours_to_failure"] == pytest.approx(20)
 
 

@@ -13,7 +13,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pdm_assets import decision, scoring, training
-from pdm_assets.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from pdm_assets.fleet import DEFAULT_FLEET
 from pdm_assets.timewindow import Window, from_spark
 from pdm_assets_tests.frames import hour
 
@@ -68,7 +68,7 @@ def test_unknown_strategy_is_refused() -> None:
         decision.fit_policy(np.array([1]), {"comp1": np.array([0.5])}, "argmax")  # type: ignore[arg-type]
 
 
-COMPONENT_COLUMNS = training.COMPONENT_PROBABILITY_COLUMNS
+COMPONENT_COLUMNS = DEFAULT_FLEET.component_probability_columns
 
 
 def _probabilities(spark: SparkSession, rows: list[tuple[int, float, list[float]]]) -> DataFrame:
@@ -137,7 +137,7 @@ def test_component_metrics_and_macro_over_components_with_failures(spark: SparkS
     ]
     frame = spark.createDataFrame(
         [(label, alert, 1 - p1 - p2, p1, p2, 0.0, 0.0) for label, alert, p1, p2 in rows],
-        ["label", "alert_component", *training.PROBABILITY_COLUMNS],
+        ["label", "alert_component", *DEFAULT_FLEET.probability_columns],
     )
     metrics = training.component_metrics(frame)
     assert metrics["comp1"] == pytest.approx(
@@ -227,10 +227,12 @@ def _learnable_rows(spark: SparkSession) -> DataFrame:
     rows = []
     for index in range(80):
         label = index % 5
-        values = {name: 1.0 for name in NUMERIC_FEATURES}
+        values = {name: 1.0 for name in DEFAULT_FLEET.numeric_features}
         values["volt_mean_24h"] = 100.0 * label
         rows.append((label, "model1", *values.values()))
-    frame = spark.createDataFrame(rows, ["label", *CATEGORICAL_FEATURES, *NUMERIC_FEATURES])
+    frame = spark.createDataFrame(
+        rows, ["label", *DEFAULT_FLEET.categorical_features, *DEFAULT_FLEET.numeric_features]
+    )
     return frame.withColumn("age", F.col("age").cast("int"))
 
 
@@ -248,7 +250,7 @@ def test_both_learners_give_five_probabilities_that_sum_to_one(
     )
     predicted = training.predict(training.fit(rows, params), rows).collect()
     for row in predicted:
-        probabilities = [row[name] for name in training.PROBABILITY_COLUMNS]
+        probabilities = [row[name] for name in DEFAULT_FLEET.probability_columns]
         assert sum(probabilities) == pytest.approx(1.0, abs=1e-9)
         assert all(0.0 <= value <= 1.0 for value in probabilities)
         # The classes are separable: each row's own class is the most probable.

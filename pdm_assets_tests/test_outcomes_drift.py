@@ -11,7 +11,7 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 
 from pdm_assets.assets.outcomes import drift_since_cutoff
-from pdm_assets.features import NUMERIC_FEATURES
+from pdm_assets.fleet import DEFAULT_FLEET
 from pdm_assets.timewindow import Window
 from pdm_assets.warehouse import Warehouse
 
@@ -24,13 +24,13 @@ def _one(day: date) -> Window:
 
 def _features(spark: SparkSession, rows: list[tuple[date, float]]) -> DataFrame:
     """One machine; volt_mean_12h as given, every other feature 1.0."""
-    columns = ", ".join(f"{name} double" for name in NUMERIC_FEATURES)
+    columns = ", ".join(f"{name} double" for name in DEFAULT_FLEET.numeric_features)
     records = [
         (
             1,
             datetime(day.year, day.month, day.day, tzinfo=UTC),
             day,
-            *(volt if name == "volt_mean_12h" else 1.0 for name in NUMERIC_FEATURES),
+            *(volt if name == "volt_mean_12h" else 1.0 for name in DEFAULT_FLEET.numeric_features),
         )
         for day, volt in rows
     ]

@@ -1,4 +1,4 @@
-"""End to end on the real public sample (../shared/data/azure-pdm-sample): machines 1-10,
+"""End to end on the real public sample (pdm_assets_tests/data/azure-pdm-sample): machines 1-10,
 2015-01-01 06:00 .. 2015-04-01 05:00, read in place through the CSV source."""
 
 from collections.abc import Iterator
@@ -138,6 +138,7 @@ def test_features_labels_and_scores_have_the_expected_rows_and_schema(
         "failure_probability",
         "alert",
         "alert_component",
+        "alert_component_name",
         "model_name",
         "model_version",
         "model_cutoff",

@@ -19,6 +19,7 @@ import pytest
 from pyspark.sql import DataFrame
 
 from pdm_assets.definitions import build_definitions
+from pdm_assets.fleet import DEFAULT_FLEET_FILE
 from pdm_assets.jobs import INGEST_JOB
 from pdm_assets.settings import Settings, load_settings
 from pdm_assets.simulator import FleetSpec, simulate, write_landing
@@ -191,20 +192,29 @@ TZ_FLEET = {
     # Across the night Europe/Berlin moves its clocks forward (2015-03-29).
     "PDM_PARTITIONS_START": "2015-03-10",
     "PDM_SIM_DAYS": "25",
-    "PDM_HORIZON_DAYS": "2",
 }
 
 
+def _two_day_horizon(folder: Path) -> Path:
+    """The default fleet description with a 48 h horizon, so 25 days hold a trainable month."""
+    text = DEFAULT_FLEET_FILE.read_text().replace("horizon_hours = 168", "horizon_hours = 48")
+    assert "horizon_hours = 48" in text
+    path = folder / "fleet-48h.toml"
+    path.write_text(text)
+    return path
+
+
 def test_ingest_and_scores_under_berlin_time_equal_the_utc_run(tmp_path: Path, spark) -> None:
+    tz_fleet = {**TZ_FLEET, "PDM_FLEET": str(_two_day_horizon(tmp_path))}
     utc_home, berlin_home = tmp_path / "utc", tmp_path / "berlin"
     ingest, score = "ingest:2015-03-10:2015-04-03", "score:2015-04-01:2015-04-03"
     utc_log, berlin_log = tmp_path / "utc.log", tmp_path / "berlin.log"
     utc_steps = [ingest, "train:2015-04-01", score]
     if _utc_all_year():
         # This process is a UTC run already: its warm Spark saves a process and a JVM.
-        graph_runs.run_here({**FLEET, **TZ_FLEET, "PDM_HOME": str(utc_home)}, utc_steps)
+        graph_runs.run_here({**FLEET, **tz_fleet, "PDM_HOME": str(utc_home)}, utc_steps)
     else:
-        utc_run = _run_graph(utc_home, utc_steps, utc_log, TZ="UTC", **TZ_FLEET)
+        utc_run = _run_graph(utc_home, utc_steps, utc_log, TZ="UTC", **tz_fleet)
         graph_runs.finish(utc_run, utc_log, timeout=600)
     # The Berlin run scores with the model the UTC run registered: same model, same inputs.
     tracking = f"sqlite:///{utc_home / 'mlflow' / 'mlflow.db'}"
@@ -214,7 +224,7 @@ def test_ingest_and_scores_under_berlin_time_equal_the_utc_run(tmp_path: Path, s
         berlin_log,
         TZ="Europe/Berlin",
         PDM_MLFLOW_TRACKING_URI=tracking,
-        **TZ_FLEET,
+        **tz_fleet,
     )
     graph_runs.finish(berlin, berlin_log, timeout=600)
     names = ("raw_telemetry", "raw_failures", "machine_features", "failure_labels")

@@ -12,23 +12,28 @@ from pathlib import Path
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
-from pdm_assets.landing import CSV_HEADERS
+from pdm_assets.fleet import DEFAULT_FLEET, DEFAULT_FLEET_FILE, parse_fleet
 from pdm_assets.raw_text import SourceFormatError, column_positions, read_rows
 from pdm_assets.timewindow import Window, from_spark, midnight
-from pdm_assets.validation import UNKNOWN_MACHINE, validate_events, validate_machines
+from pdm_assets.validation import unknown_machine, validate_events, validate_machines
 
+DEFAULT_FLEET_TOML = Path(DEFAULT_FLEET_FILE).read_text()
 DAY = Window.of_days(date(2015, 1, 2), date(2015, 1, 3))
 GOOD = "2015-01-02 06:00:00,1,170.5,450,100,40"
 
 
 def write(folder: Path, table: str, lines: list[str], newline: str = "\n") -> Path:
     path = folder / f"{table}-{len(list(folder.iterdir()))}.csv"
-    path.write_bytes(newline.join([",".join(CSV_HEADERS[table]), *lines, ""]).encode())
+    header = ",".join(DEFAULT_FLEET.source_columns(table))
+    path.write_bytes(newline.join([header, *lines, ""]).encode())
     return path
 
 
 def read(spark: SparkSession, folder: Path, table: str, lines: list[str]) -> DataFrame:
-    return read_rows(spark, [write(folder, table, lines)], table)
+    return read_rows(spark, [write(folder, table, lines)], DEFAULT_FLEET.source_columns(table))
+
+
+TELEMETRY = DEFAULT_FLEET.source_columns("telemetry")
 
 
 def reasons(frame: DataFrame) -> dict[str, str]:
@@ -70,7 +75,7 @@ def test_telemetry_rows_are_typed_or_quarantined_with_their_reason(spark, tmp_pa
 
 def test_quarantined_rows_name_their_file_and_line(spark, tmp_path) -> None:
     path = write(tmp_path, "telemetry", [GOOD, "2015-01-02 07:00:00,1,abc,450,100,40"])
-    result = validate_events(read_rows(spark, [path], "telemetry"), "telemetry", DAY)
+    result = validate_events(read_rows(spark, [path], TELEMETRY), "telemetry", DAY)
     [row] = result.quarantine.collect()
     # Line 1 is the header, line 2 the good row.
     assert (row["source_file"], row["line"]) == (str(path), 3)
@@ -102,7 +107,7 @@ def test_crlf_lines_and_quoted_fields_are_read_as_the_values_they_hold(spark, tm
         '2015-01-02 07:00:00,2,"1,5",1,1,1',
     ]
     path = write(tmp_path, "telemetry", lines, newline="\r\n")
-    result = validate_events(read_rows(spark, [path], "telemetry"), "telemetry", DAY)
+    result = validate_events(read_rows(spark, [path], TELEMETRY), "telemetry", DAY)
     assert [(row["machine_id"], row["volt"]) for row in result.valid.collect()] == [(1, 170.5)]
     # A quoted comma stays inside its field: six fields, and "1,5" is not a number.
     assert reasons(result.quarantine) == {lines[1]: "volt is missing or not a finite number"}
@@ -125,12 +130,16 @@ def test_impossible_sensor_values_are_quarantined_by_physical_range(spark, tmp_p
     frame = read(spark, tmp_path, "telemetry", lines)
     result = validate_events(frame, "telemetry", DAY)
     assert reasons(result.quarantine) == {
-        lines[1]: "volt outside its physical range [0, 500] (PDM_SENSOR_RANGES)",
-        lines[2]: "vibration outside its physical range [0, 200] (PDM_SENSOR_RANGES)",
+        lines[1]: "volt outside its physical range [0, 500] (the fleet description)",
+        lines[2]: "vibration outside its physical range [0, 200] (the fleet description)",
     }
-    # The ranges are a setting: a wider vibration range keeps the third row.
-    wider = validate_events(frame, "telemetry", DAY, sensor_ranges={"vibration": (0.0, 300.0)})
-    assert sorted(row["vibration"] for row in wider.valid.collect()) == [40.0, 250.0]
+    # The ranges are the fleet description's: a wider vibration range keeps the third row, and
+    # a sensor without bounds is only checked to be finite.
+    text = DEFAULT_FLEET_TOML.replace(
+        '{ name = "vibration", min = 0, max = 200 }', '{ name = "vibration", max = 300 }'
+    ).replace('{ name = "volt", min = 0, max = 500 }', '{ name = "volt" }')
+    wider = validate_events(frame, "telemetry", DAY, fleet=parse_fleet(text))
+    assert sorted(row["vibration"] for row in wider.valid.collect()) == [40.0, 40.0, 250.0]
 
 
 def test_rows_of_a_machine_not_in_the_machines_table_are_quarantined(spark, tmp_path) -> None:
@@ -139,7 +148,7 @@ def test_rows_of_a_machine_not_in_the_machines_table_are_quarantined(spark, tmp_
     frame = read(spark, tmp_path, "telemetry", lines)
     result = validate_events(frame, "telemetry", DAY, machines=machines)
     assert [row["machine_id"] for row in result.valid.collect()] == [1]
-    assert reasons(result.quarantine) == {lines[1]: UNKNOWN_MACHINE}
+    assert reasons(result.quarantine) == {lines[1]: unknown_machine()}
 
 
 def test_a_missing_or_renamed_column_is_one_line_naming_file_and_column(tmp_path) -> None:
@@ -147,7 +156,7 @@ def test_a_missing_or_renamed_column_is_one_line_naming_file_and_column(tmp_path
     path.write_text("datetime,machineID,voltage,rotate,pressure,vibration\n" + GOOD + "\n")
     # Checked from the header alone, before Spark reads a row (no session needed).
     with pytest.raises(SourceFormatError) as error:
-        column_positions(path, "telemetry")
+        column_positions(path, TELEMETRY)
     message = str(error.value)
     assert "\n" not in message
     assert str(path) in message and "column 'volt' missing" in message
@@ -158,7 +167,7 @@ def test_columns_in_another_order_are_read_by_name(spark, tmp_path) -> None:
     path.write_text(
         "machineID,datetime,vibration,pressure,rotate,volt\n1,2015-01-02 06:00:00,40,100,450,170\n"
     )
-    result = validate_events(read_rows(spark, [path], "telemetry"), "telemetry", DAY)
+    result = validate_events(read_rows(spark, [path], TELEMETRY), "telemetry", DAY)
     [row] = result.valid.collect()
     assert (row["volt"], row["rotate"], row["pressure"], row["vibration"]) == (170, 450, 100, 40)
 

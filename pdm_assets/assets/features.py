@@ -8,6 +8,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from pdm_assets import features, labels
+from pdm_assets.assets.schemas import column_schema
+from pdm_assets.fleet import Fleet, names_text
 from pdm_assets.partitions import GraphPartitions, partition_window
 from pdm_assets.spark import StepLauncherParam
 from pdm_assets.timewindow import Window, midnight, timestamp_literal
@@ -16,18 +18,62 @@ from pdm_assets.warehouse import ALLOW_MISSING_PARTITIONS, WarehouseResource
 FEATURES_GROUP = "features"
 
 
+def describe_features(fleet: Fleet) -> str:
+    """machine_features' description, in the fleet's own terms."""
+    every = fleet.observation_hours
+    windows = "/".join(str(w) for w in fleet.telemetry.windows_hours)
+    errors = (
+        f"counts of {names_text(fleet.errors.codes)} over {fleet.errors.window_hours} h, "
+        if fleet.has_errors
+        else ""
+    )
+    attributes = [*fleet.machines.categorical, *fleet.machine_numeric]
+    machine = f", machine {' and '.join(attributes)}" if attributes else ""
+    return (
+        f"One row per machine and observation time t (every {every} h from 00:00 UTC) with "
+        f"telemetry in (t-{every}h, t]: mean/sd of {', '.join(fleet.sensors)} over {windows} h, "
+        f"{errors}days since each component's last replacement (whole history){machine}. "
+        f"Refuses to run while a day of its lookback (telemetry {fleet.telemetry_lookback_days} "
+        f"days, errors {fleet.errors_lookback_days} days, maintenance and failures since the "
+        "partitions start) is not materialised."
+    )
+
+
+def feature_schema(fleet: Fleet) -> dg.TableSchema:
+    types = {
+        "machine_id": "int",
+        "datetime": "timestamp",
+        **{name: "double" for name in fleet.telemetry_features},
+        **{name: "bigint" for name in fleet.error_features},
+        **{name: "double" for name in fleet.maintenance_features},
+        **{a.name: "int" if a.integer else "double" for a in fleet.machines.numeric},
+        **{name: "string" for name in fleet.categorical_features},
+        "date": "date",
+    }
+    return column_schema(types)
+
+
+def label_schema(fleet: Fleet) -> dg.TableSchema:
+    types = {
+        "machine_id": "int",
+        "datetime": "timestamp",
+        "label": "int",
+        **{name: "boolean" for name in fleet.fails_columns},
+        "hours_to_failure": "double",
+        "censored": "boolean",
+        "date": "date",
+    }
+    return column_schema(types)
+
+
 def build_feature_assets(partitions: GraphPartitions) -> list[dg.AssetsDefinition]:
-    horizon_hours = partitions.horizon_days * 24
+    fleet = partitions.fleet
+    horizon_hours = fleet.horizon_hours
 
     @dg.asset(
         group_name=FEATURES_GROUP,
-        description=(
-            "One row per machine and observation time t (00:00 and 12:00 UTC) with telemetry in "
-            "(t-12h, t]: sensor mean/sd over 12/24/36 h, error counts over 24 h, days since "
-            "each component's last replacement (whole history), machine model and age. "
-            "Refuses to run while a day of its lookback (telemetry 2 days, errors 1 day, "
-            "maintenance and failures since the partitions start) is not materialised."
-        ),
+        description=describe_features(fleet),
+        metadata={"dagster/column_schema": feature_schema(fleet)},
         partitions_def=partitions.daily,
         backfill_policy=dg.BackfillPolicy.single_run(),
         io_manager_key="warehouse_io_manager",
@@ -47,8 +93,8 @@ def build_feature_assets(partitions: GraphPartitions) -> list[dg.AssetsDefinitio
                     "Share of nulls per feature under its threshold: none for means, counts and "
                     "machine columns; some for standard deviations (one reading in a window) "
                     "and days since replacement (never replaced yet). Observations in the first "
-                    "36 h after the partitions start have short windows by definition: their "
-                    "null rates are reported apart, not judged."
+                    f"{fleet.warm_up_hours} h after the partitions start have short windows by "
+                    "definition: their null rates are reported apart, not judged."
                 ),
             )
         ],
@@ -71,22 +117,16 @@ def build_feature_assets(partitions: GraphPartitions) -> list[dg.AssetsDefinitio
             raw_machines,
             window.start,
             window.end,
+            fleet,
         ).localCheckpoint(eager=True)
         # The first observations after PDM_PARTITIONS_START have short windows by definition
         # (no telemetry before it); their nulls are reported, not judged.
-        warm_up_end = partitions.daily.start + timedelta(hours=features.WARM_UP_HOURS)
+        warm_up_end = partitions.daily.start + timedelta(hours=fleet.warm_up_hours)
         judged = rows.where(F.col("datetime") >= timestamp_literal(warm_up_end))
-        null_rates = features.null_rates(judged)
-        over = {
-            name: rate
-            for name, rate in null_rates.items()
-            if rate > features.MAX_NULL_RATE.get(name, 0.0)
-        }
-        warm_up_rates = (
-            features.null_rates(rows.where(F.col("datetime") < timestamp_literal(warm_up_end)))
-            if window.start < warm_up_end
-            else {}
-        )
+        null_rates = features.null_rates(judged, fleet)
+        over = {name: rate for name, rate in null_rates.items() if rate > fleet.max_null_rate(name)}
+        warm_up = rows.where(F.col("datetime") < timestamp_literal(warm_up_end))
+        warm_up_rates = features.null_rates(warm_up, fleet) if window.start < warm_up_end else {}
         yield dg.Output(
             rows,
             metadata={
@@ -111,10 +151,12 @@ def build_feature_assets(partitions: GraphPartitions) -> list[dg.AssetsDefinitio
     @dg.asset(
         group_name=FEATURES_GROUP,
         description=(
-            f"For each feature row at t: the component whose failure comes first in "
-            f"(t, t+{partitions.horizon_days} days] (0 = none), one boolean per component, and "
-            "`censored` when failures up to t+H are not all ingested yet."
+            f"For each feature row at t: the component ({names_text(fleet.component_names)}) "
+            f"whose failure comes first in (t, t+{fleet.horizon_hours} h] (0 = none), one "
+            "boolean per component, and `censored` when failures up to t+H are not all "
+            "ingested yet."
         ),
+        metadata={"dagster/column_schema": label_schema(fleet)},
         partitions_def=partitions.daily,
         backfill_policy=dg.BackfillPolicy.single_run(),
         io_manager_key="warehouse_io_manager",
@@ -143,6 +185,7 @@ def build_feature_assets(partitions: GraphPartitions) -> list[dg.AssetsDefinitio
             raw_failures,
             horizon_hours,
             known_until,
+            fleet,
         )
         return dg.Output(
             rows,

@@ -14,6 +14,7 @@ from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame
 
 from pdm_assets import decision, plots, training
+from pdm_assets.fleet import Fleet
 from pdm_assets.partitions import GraphPartitions, partition_window
 from pdm_assets.registry import ModelRegistry
 from pdm_assets.spark import StepLauncherParam
@@ -118,7 +119,8 @@ def metrics_table(metrics: dict[str, dict[str, float]]) -> str:
 
 
 def build_model_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
-    horizon_hours = partitions.horizon_days * 24
+    fleet = partitions.fleet
+    horizon_hours = fleet.horizon_hours
 
     @dg.asset(
         group_name=MODEL_GROUP,
@@ -127,7 +129,8 @@ def build_model_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
             "t + H <= cutoff, the first day of the partition's month; validated on the last "
             "weeks before the cutoff with a horizon gap, where the decision policy (per-component "
             "alert thresholds) is fitted; logged to MLflow with its policy and registered as a "
-            "new version tagged with its cutoff and thresholds."
+            "new version tagged with its cutoff, thresholds and the fleet description's "
+            f"fingerprint. Classes: {', '.join(fleet.class_names)}."
         ),
         partitions_def=partitions.monthly,
         # Each month is its own model and MLflow run.
@@ -177,10 +180,11 @@ def build_model_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
                 config.params(),
                 config.decision_params(),
                 config.refit_on_all,
+                fleet,
             )
         except training.NotEnoughHistoryError as error:
             raise dg.Failure(description=str(error)) from error
-        comparison = _compare_with_champion(model_registry, outcome, cutoff, config, horizon_hours)
+        comparison = _compare_with_champion(model_registry, outcome, cutoff, config, fleet)
         champion, challenger_score = comparison if comparison else (None, None)
         gate = training.quality_gate(
             outcome.metrics,
@@ -204,8 +208,9 @@ def build_model_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
             context.partition_key,
             context.asset_key.to_user_string(),
             {**config.model_dump(), "horizon_hours": horizon_hours, "cutoff": str(cutoff.date())},
+            fleet,
         )
-        pictures = model_pictures(outcome.validated_model, outcome.predictions)
+        pictures = model_pictures(outcome.validated_model, outcome.predictions, fleet)
         rows.unpersist()
         outcome.predictions.unpersist()
         run_id = active.info.run_id
@@ -220,6 +225,7 @@ def build_model_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
                     f"strategy: {outcome.policy.strategy}\n\n{outcome.policy.table()}"
                 ),
                 "macro_f1": training.macro(outcome.metrics, "f1"),
+                "fleet": f"{fleet.name} ({fleet.fingerprint})",
                 "macro_pr_auc": gate.macro_pr_auc,
                 "model_name": model_registry.model_name,
                 "model_version": int(version.version),
@@ -263,7 +269,7 @@ def _compare_with_champion(
     outcome: training.TrainingOutcome,
     cutoff: datetime,
     config: ModelConfig,
-    horizon_hours: int,
+    fleet: Fleet,
 ) -> tuple[training.ChampionScore, float] | None:
     """Champion and challenger macro PR-AUC on validation rows neither model trained on.
 
@@ -271,7 +277,8 @@ def _compare_with_champion(
     on the same validation window (same cutoff and validation days) is the fair comparison.
     """
     champion = registry.champion()
-    if champion is None:
+    # A champion of another fleet shape cannot score these rows: no comparison to make.
+    if champion is None or registry.fleet_fingerprint(champion) != fleet.fingerprint:
         return None
     recorded = registry.recorded_validation(champion)
     champion_cutoff = midnight(recorded.cutoff)
@@ -281,7 +288,8 @@ def _compare_with_champion(
             registry.load(champion.version),
             champion.version,
             champion_cutoff,
-            horizon_hours,
+            fleet.horizon_hours,
+            fleet,
         )
     if (
         champion_cutoff == cutoff
@@ -303,11 +311,11 @@ def _run_is_over(instance: dg.DagsterInstance, run_id: str) -> bool:
     return run is None or run.is_finished
 
 
-def model_pictures(model: PipelineModel, predictions: DataFrame) -> dict[str, bytes]:
+def model_pictures(model: PipelineModel, predictions: DataFrame, fleet: Fleet) -> dict[str, bytes]:
     """Confusion matrix and feature importances, logged to MLflow and returned as PNG bytes."""
     figures = {
         "confusion_matrix": plots.confusion_matrix(
-            training.confusion_matrix(predictions), training.CLASS_NAMES
+            training.confusion_matrix(predictions, fleet=fleet), fleet.class_names
         ),
         "feature_importances": plots.feature_importances(training.feature_importances(model)),
     }

@@ -10,6 +10,7 @@ from pyspark.sql import functions as F
 
 from pdm_assets import monitoring, plots
 from pdm_assets.assets.model import metrics_table
+from pdm_assets.fleet import DEFAULT_FLEET, Fleet
 from pdm_assets.partitions import GraphPartitions, partition_window
 from pdm_assets.spark import SparkResource, StepLauncherParam
 from pdm_assets.timewindow import Window
@@ -29,6 +30,8 @@ FEATURE_LOOKBACK_DAYS = 30 + REFERENCE_DAYS
 
 
 def build_outcomes_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
+    fleet = partitions.fleet
+
     @dg.asset(
         group_name=MONITORING_GROUP,
         description=(
@@ -71,14 +74,14 @@ def build_outcomes_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
         window = partition_window(context.partition_time_window)
         session = spark.get_session()
         metrics, rows, censored, alerts = monitoring.realised_quality(
-            machine_scores, failure_labels
+            machine_scores, failure_labels, fleet
         )
-        drift, max_drift, drift_note = drift_since_cutoff(warehouse.store, session, window)
+        drift, max_drift, drift_note = drift_since_cutoff(warehouse.store, session, window, fleet)
         per_day = [
             monitoring.outcome_rows(
                 session,
                 day,
-                *_day_quality(machine_scores, failure_labels, day),
+                *_day_quality(machine_scores, failure_labels, day, fleet),
                 max_drift,
             )
             for day in window.days
@@ -110,7 +113,7 @@ def build_outcomes_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
 
 
 def drift_since_cutoff(
-    store: DatasetStore, session: SparkSession, window: Window
+    store: DatasetStore, session: SparkSession, window: Window, fleet: Fleet = DEFAULT_FLEET
 ) -> tuple[dict[str, float], float | None, str]:
     """Drift of the window's features from the REFERENCE_DAYS before its month's cutoff: per
     feature, the largest, and what was compared (or why nothing was)."""
@@ -123,16 +126,18 @@ def drift_since_cutoff(
         return {}, None, f"not measured: no machine_features in {reference_window.label()}"
     current = store.read_window(session, "machine_features", window)
     reference = store.read_window(session, "machine_features", reference_window)
-    drift = monitoring.feature_drift(current, reference)
+    drift = monitoring.feature_drift(current, reference, fleet)
     compared = f"features of {window.label()} against {reference_window.label()}"
     return drift, max(drift.values(), default=None), compared
 
 
 def _day_quality(
-    scores: DataFrame, labels: DataFrame, day: date
+    scores: DataFrame, labels: DataFrame, day: date, fleet: Fleet
 ) -> tuple[dict[str, dict[str, float]], int, int, int]:
     return monitoring.realised_quality(
-        scores.where(F.col("date") == F.lit(day)), labels.where(F.col("date") == F.lit(day))
+        scores.where(F.col("date") == F.lit(day)),
+        labels.where(F.col("date") == F.lit(day)),
+        fleet,
     )
 
 

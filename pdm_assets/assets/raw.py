@@ -3,12 +3,15 @@ asset, the rows it did not keep with their reasons (same partitions, group raw).
 
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
-from pydantic import Field
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from pdm_assets.assets.schemas import column_schema
+from pdm_assets.fleet import Fleet, names_text
+from pdm_assets.landing import LandingError
 from pdm_assets.partitions import GraphPartitions, partition_window
 from pdm_assets.raw_text import SourceFormatError
 from pdm_assets.sources import MissingSourceDataError, RawSource
@@ -16,8 +19,7 @@ from pdm_assets.spark import SparkResource, StepLauncherParam
 from pdm_assets.timewindow import Window
 from pdm_assets.validation import (
     EVENT_KEYS,
-    EXPECTED_TYPES,
-    SENSOR_RANGES,
+    expected_types,
     validate_events,
     validate_machines,
 )
@@ -31,27 +33,31 @@ RAW_EVENT_TABLES = {
     "raw_maintenance": "maint",
     "raw_failures": "failures",
 }
-DESCRIPTIONS = {
-    "raw_telemetry": "Hourly sensor means (volt, rotate, pressure, vibration) per machine, typed.",
-    "raw_errors": "Error events (error_id 1..5) per machine, typed.",
-    "raw_maintenance": (
-        "Component replacements (component 1..4) from the maintenance log; the first partition "
-        "also holds the log's history before the partitions start."
-    ),
-    "raw_failures": "Component failures (component 1..4); each is also a replacement.",
-}
 
 
-class ValidationRules(dg.ConfigurableResource):
-    """What raw validation accepts beyond the types: the physical range of each sensor."""
-
-    sensor_ranges: dict[str, list[float]] = Field(
-        default_factory=lambda: {name: list(bounds) for name, bounds in SENSOR_RANGES.items()},
-        description="Sensor -> [lowest, highest] accepted hourly mean; others are quarantined.",
-    )
-
-    def ranges(self) -> dict[str, tuple[float, float]]:
-        return {name: (float(low), float(high)) for name, (low, high) in self.sensor_ranges.items()}
+def describe(name: str, fleet: Fleet) -> str:
+    """The asset description of a raw table, in the fleet's own words."""
+    components = names_text(fleet.component_names)
+    count = len(fleet.component_names)
+    if name == "raw_telemetry":
+        every = f"{fleet.telemetry.cadence_minutes}-minute"
+        return f"{every} sensor values ({', '.join(fleet.sensors)}) per machine, typed."
+    if name == "raw_errors":
+        if not fleet.has_errors:
+            return "Always empty: the fleet description declares no error codes (no error log)."
+        codes = fleet.errors.codes
+        return f"Error events (error_id 1..{len(codes)}: {names_text(codes)}) per machine, typed."
+    if name == "raw_maintenance":
+        if not fleet.has_maintenance:
+            return (
+                "Always empty: the fleet description declares no maintenance log; the failures "
+                "are the only replacements."
+            )
+        return (
+            f"Component replacements (component 1..{count}: {components}) from the maintenance "
+            "log; the first partition also holds the log's history before the partitions start."
+        )
+    return f"Component failures (component 1..{count}: {components}); each is also a replacement."
 
 
 def quarantine_dataset(table: str) -> str:
@@ -111,6 +117,8 @@ def _quarantine_out(table: str, raw_asset: str) -> dg.AssetOut:
 def build_raw_event_asset(name: str, partitions: GraphPartitions) -> dg.AssetsDefinition:
     table = RAW_EVENT_TABLES[name]
     quarantine = quarantine_dataset(table)
+    fleet = partitions.fleet
+    types = expected_types(table, fleet)
 
     @dg.multi_asset(
         name=name,
@@ -118,8 +126,9 @@ def build_raw_event_asset(name: str, partitions: GraphPartitions) -> dg.AssetsDe
         outs={
             name: dg.AssetOut(
                 io_manager_key="warehouse_io_manager",
-                description=DESCRIPTIONS[name],
+                description=describe(name, fleet),
                 kinds={"spark", "parquet"},
+                metadata={"dagster/column_schema": column_schema(types)},
             ),
             quarantine: _quarantine_out(table, name),
         },
@@ -134,7 +143,6 @@ def build_raw_event_asset(name: str, partitions: GraphPartitions) -> dg.AssetsDe
         step_launcher: StepLauncherParam,
         spark: SparkResource,
         source: RawSource,
-        validation_rules: ValidationRules,
         raw_machines: DataFrame,
     ) -> Iterator[dg.Output[DataFrame] | dg.AssetCheckResult]:
         window = partition_window(context.partition_time_window)
@@ -144,12 +152,13 @@ def build_raw_event_asset(name: str, partitions: GraphPartitions) -> dg.AssetsDe
         try:
             rows = source.read_events(
                 session,
+                fleet,
                 table,
                 window,
                 include_history=first_partition,
                 include_after=last_partition,
             )
-        except (MissingSourceDataError, SourceFormatError) as error:
+        except (MissingSourceDataError, SourceFormatError, LandingError) as error:
             raise dg.Failure(description=str(error)) from error
         validated = validate_events(
             rows,
@@ -158,7 +167,7 @@ def build_raw_event_asset(name: str, partitions: GraphPartitions) -> dg.AssetsDe
             history_before=window.start if first_partition else None,
             rows_after_end=last_partition,
             machines=raw_machines,
-            sensor_ranges=validation_rules.ranges(),
+            fleet=fleet,
         )
         kept, reasons = validated.counts()
         quarantined = sum(reasons.values())
@@ -174,7 +183,7 @@ def build_raw_event_asset(name: str, partitions: GraphPartitions) -> dg.AssetsDe
             metadata={"time_range": time_range, "rows": kept, **_quarantine_metadata(reasons)},
         )
         asset = dg.AssetKey(name)
-        expected_schema = list(EXPECTED_TYPES[table].items())
+        expected_schema = list(types.items())
         actual_schema = [(f.name, f.dataType.simpleString()) for f in validated.valid.schema]
         yield dg.AssetCheckResult(
             asset_key=asset,
@@ -228,46 +237,70 @@ def machines_reporting_check(
     )
 
 
-@dg.multi_asset(
-    group_name=RAW_GROUP,
-    outs={
-        "raw_machines": dg.AssetOut(
-            io_manager_key="warehouse_io_manager",
-            description="One row per machine: model (model1..model4) and age in years.",
-            kinds={"spark", "parquet"},
-        ),
-        quarantine_dataset("machines"): _quarantine_out("machines", "raw_machines"),
-    },
-)
-def raw_machines(
-    step_launcher: StepLauncherParam,
-    spark: SparkResource,
-    source: RawSource,
-) -> Iterator[dg.Output[DataFrame]]:
-    try:
-        validated = validate_machines(source.read_machines(spark.get_session()))
-    except SourceFormatError as error:
-        raise dg.Failure(description=str(error)) from error
-    # A register of machines is small: its summary comes from one collect.
-    register = validated.valid.select("model", "age").collect()
-    _, reasons = validated.counts()
-    yield dg.Output(
-        validated.quarantine.drop("date"),
-        output_name=quarantine_dataset("machines"),
-        metadata=_quarantine_metadata(reasons),
-    )
-    yield dg.Output(
-        validated.valid,
-        output_name="raw_machines",
-        metadata={
-            "models": dg.MetadataValue.json(
-                dict(sorted(Counter(r["model"] for r in register).items()))
+def build_raw_machines(partitions: GraphPartitions) -> dg.AssetsDefinition:
+    fleet = partitions.fleet
+    attributes = [*fleet.machines.categorical, *fleet.machine_numeric]
+    types = {
+        "machine_id": "int",
+        **{name: "string" for name in fleet.machines.categorical},
+        **{a.name: "int" if a.integer else "double" for a in fleet.machines.numeric},
+    }
+
+    @dg.multi_asset(
+        name="raw_machines",
+        group_name=RAW_GROUP,
+        outs={
+            "raw_machines": dg.AssetOut(
+                io_manager_key="warehouse_io_manager",
+                description="One row per machine"
+                + (f": {', '.join(attributes)}." if attributes else " (no attributes declared)."),
+                kinds={"spark", "parquet"},
+                metadata={"dagster/column_schema": column_schema(types)},
             ),
-            "max_age": max((int(row["age"]) for row in register), default=0),
-            **_quarantine_metadata(reasons),
+            quarantine_dataset("machines"): _quarantine_out("machines", "raw_machines"),
         },
     )
+    def raw_machines(
+        step_launcher: StepLauncherParam,
+        spark: SparkResource,
+        source: RawSource,
+    ) -> Iterator[dg.Output[DataFrame]]:
+        try:
+            validated = validate_machines(source.read_machines(spark.get_session(), fleet), fleet)
+        except SourceFormatError as error:
+            raise dg.Failure(description=str(error)) from error
+        # A register of machines is small: its summary comes from one collect.
+        register = validated.valid.select(*attributes).collect() if attributes else []
+        _, reasons = validated.counts()
+        yield dg.Output(
+            validated.quarantine.drop("date"),
+            output_name=quarantine_dataset("machines"),
+            metadata=_quarantine_metadata(reasons),
+        )
+        yield dg.Output(
+            validated.valid,
+            output_name="raw_machines",
+            metadata={**register_summary(register, fleet), **_quarantine_metadata(reasons)},
+        )
+
+    return raw_machines
+
+
+def register_summary(register: list[Any], fleet: Fleet) -> dict[str, Any]:
+    """Machines per value of each categorical attribute, the largest of each numeric one."""
+    summary: dict[str, Any] = {"dagster/row_count": len(register)} if register else {}
+    for name in fleet.machines.categorical:
+        counts = Counter(row[name] for row in register)
+        # "models" for the Azure fleet's `model`, as the page has always said.
+        summary[f"{name}s"] = dg.MetadataValue.json(dict(sorted(counts.items())))
+    for name in fleet.machine_numeric:
+        values = [row[name] for row in register if row[name] is not None]
+        summary[f"max_{name}"] = max(values, default=0)
+    return summary
 
 
 def build_raw_assets(partitions: GraphPartitions) -> list[dg.AssetsDefinition]:
-    return [raw_machines, *[build_raw_event_asset(name, partitions) for name in RAW_EVENT_TABLES]]
+    return [
+        build_raw_machines(partitions),
+        *[build_raw_event_asset(name, partitions) for name in RAW_EVENT_TABLES],
+    ]

@@ -7,22 +7,48 @@ import dagster as dg
 from pyspark.sql import DataFrame
 
 from pdm_assets import plots, scoring
+from pdm_assets.assets.schemas import column_schema
+from pdm_assets.fleet import Fleet
 from pdm_assets.partitions import GraphPartitions, partition_window
-from pdm_assets.registry import ModelRegistry
+from pdm_assets.registry import FleetMismatchError, ModelRegistry
 from pdm_assets.spark import StepLauncherParam
 
 SCORING_GROUP = "scoring"
 
 
+def score_schema(fleet: Fleet) -> dg.TableSchema:
+    types = {
+        "machine_id": "int",
+        "datetime": "timestamp",
+        "predicted_component": "int",
+        **{name: "double" for name in fleet.probability_columns},
+        "failure_probability": "double",
+        "alert": "boolean",
+        "alert_component": "int",
+        "alert_component_name": "string",
+        "model_name": "string",
+        "model_version": "int",
+        "model_cutoff": "date",
+        "date": "date",
+    }
+    return column_schema(types)
+
+
 def build_scores_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
+    fleet = partitions.fleet
+    components = ", ".join(fleet.component_names)
+
     @dg.asset(
         group_name=SCORING_GROUP,
         description=(
-            "For each machine and observation time: one probability per class, the probability "
-            "of any failure, the alert and its component chosen by the decision policy stored "
-            "with the model version (the model of the day's month), and that version. Skipped, "
-            "with the reason, when a month of the range has no registered model."
+            f"For each machine and observation time: one probability per class (none, "
+            f"{components}), the probability of any failure, the alert and its component (the "
+            "1-based index of the declared component, 0 for none, and its name) chosen by the "
+            "decision policy stored with the model version (the model of the day's month), and "
+            "that version. Skipped, with the reason, when a month of the range has no "
+            "registered model; fails when that model was trained on another fleet description."
         ),
+        metadata={"dagster/column_schema": score_schema(fleet)},
         partitions_def=partitions.daily,
         backfill_policy=dg.BackfillPolicy.single_run(),
         io_manager_key="warehouse_io_manager",
@@ -35,7 +61,7 @@ def build_scores_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
                 "probabilities_valid",
                 asset="machine_scores",
                 description=(
-                    "Every probability in [0, 1], the five of a row sum to 1, and a row alerts "
+                    "Every probability in [0, 1], those of a row sum to 1, and a row alerts "
                     "exactly when it names a component."
                 ),
             ),
@@ -86,6 +112,10 @@ def build_scores_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
         for month, part in months:
             version = versions[month]
             assert version is not None
+            try:
+                model_registry.require_fleet(version, fleet)
+            except FleetMismatchError as error:
+                raise dg.Failure(description=str(error)) from error
             policies[month] = model_registry.load_policy(version)
             scored_parts.append(
                 scoring.score_rows(
@@ -95,10 +125,11 @@ def build_scores_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
                     model_registry.model_name,
                     int(version.version),
                     month,
+                    fleet,
                 )
             )
         scores = reduce(DataFrame.unionByName, scored_parts).localCheckpoint(eager=True)
-        summary = scoring.score_summary(scores, machine_features)
+        summary = scoring.score_summary(scores, machine_features, fleet)
         yield dg.Output(
             scores,
             metadata={

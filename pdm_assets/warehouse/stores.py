@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pdm_assets.settings import is_uri
+from pdm_assets.filesystem import is_uri
 from pdm_assets.warehouse.folder import Warehouse
 from pdm_assets.warehouse.store import DatasetStore
 from pdm_assets.warehouse.tables import TableWarehouse

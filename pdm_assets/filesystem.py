@@ -1,0 +1,92 @@
+"""One file-system layer for what the pipeline lists and reads outside Spark: fsspec.
+
+A landing folder may be a local folder or an object-store URI (`abfss://`, `s3a://`, `dbfs:/`,
+a `/Volumes/...` path on Databricks): the landing sensor lists its day folders and the sources
+read headers and markers through the same calls, whatever the location. Spark reads the data
+files itself, through Hadoop's file systems, from the same location strings.
+
+Local paths and `file://` URIs work with fsspec alone; other schemes need their fsspec
+implementation installed (adlfs for abfss://, s3fs for s3:// and s3a://), as on the cluster
+that reads them.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from typing import IO
+
+import fsspec
+from fsspec.spec import AbstractFileSystem
+
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
+
+
+def is_uri(location: str) -> bool:
+    """True for abfss://..., s3://..., dbfs:/..., file:/...; False for a plain folder path."""
+    return bool(_URI.match(location))
+
+
+def fs_and_path(location: str) -> tuple[AbstractFileSystem, str]:
+    """The fsspec file system of a location and the path inside it."""
+    fs, path = fsspec.core.url_to_fs(location)
+    return fs, path
+
+
+_fs = fs_and_path
+
+
+def join(location: str, *parts: str) -> str:
+    """`location/part/...`, keeping a URI's scheme and authority."""
+    if is_uri(location):
+        return "/".join([location.rstrip("/"), *parts])
+    return posixpath.join(location, *parts)
+
+
+def exists(location: str) -> bool:
+    fs, path = _fs(location)
+    return bool(fs.exists(path))
+
+
+def is_file(location: str) -> bool:
+    fs, path = _fs(location)
+    return bool(fs.isfile(path))
+
+
+def is_dir(location: str) -> bool:
+    fs, path = _fs(location)
+    return bool(fs.isdir(path))
+
+
+def child_dirs(location: str) -> list[str]:
+    """The names of the folders directly inside `location` ([] if it does not exist)."""
+    fs, path = _fs(location)
+    if not fs.isdir(path):
+        return []
+    entries = fs.ls(path, detail=True)
+    return sorted(
+        posixpath.basename(str(entry["name"]).rstrip("/"))
+        for entry in entries
+        if entry.get("type") == "directory"
+    )
+
+
+def open_binary(location: str) -> IO[bytes]:
+    fs, path = _fs(location)
+    handle: IO[bytes] = fs.open(path, "rb")
+    return handle
+
+
+def read_text(location: str) -> str:
+    with open_binary(location) as handle:
+        return handle.read().decode("utf-8")
+
+
+def data_lines(location: str) -> int:
+    """Lines with any text in a file, its header included (blank lines carry no row)."""
+    count = 0
+    with open_binary(location) as handle:
+        for line in handle:
+            if line.strip():
+                count += 1
+    return count
