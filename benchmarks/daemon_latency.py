@@ -65,9 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     seed = int(environment["PDM_SIM_SEED"])
 
     from pdm_assets import landing, spark_server
+    from pdm_assets.fleet import DEFAULT_FLEET
     from pdm_assets.simulator import FleetSpec, simulate, write_landing
 
-    landed = set(landing.complete_days(home / "landing"))
+    landed = set(landing.complete_days(home / "landing", DEFAULT_FLEET.event_tables))
     fleet = simulate(FleetSpec(machines=machines, start=START, days=days, seed=seed))
     unlanded = [day for day in fleet.days if day not in landed]
     if len(unlanded) < args.days:

@@ -173,7 +173,7 @@ def compare_with_yardstick(
     """Time the Polars yardstick (median of `repeats`) and its largest difference from ours."""
     import polars_yardstick
 
-    from pdm_assets.features import NUMERIC_FEATURES
+    from pdm_assets.fleet import DEFAULT_FLEET
     from pdm_assets.timewindow import Window
 
     seconds = []
@@ -185,7 +185,7 @@ def compare_with_yardstick(
     window = Window.of_days(first, end)
     largest: dict[str, float] = {}
     for dataset, theirs, columns in (
-        ("machine_features", features, NUMERIC_FEATURES),
+        ("machine_features", features, DEFAULT_FLEET.numeric_features),
         ("failure_labels", labels, ["label", "hours_to_failure"]),
     ):
         ours = store.read_window(spark, dataset, window).toPandas().sort_values(keys)

@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     from pdm_assets import decision, training
+    from pdm_assets.fleet import DEFAULT_FLEET
     from pdm_assets.spark import SparkResource
     from pdm_assets.timewindow import Window, midnight
     from pdm_assets.warehouse import open_store
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             scored = decision.alerts(
                 training.predict(outcome.model, test),
                 outcome.policy,
-                training.COMPONENT_PROBABILITY_COLUMNS,
+                DEFAULT_FLEET.component_probability_columns,
             )
             month_metrics = training.component_metrics(scored)
             outcome.predictions.unpersist()

@@ -246,11 +246,16 @@ def alerts(scores: DataFrame, policy: DecisionPolicy, probability_columns: list[
     pairs = zip(probability_columns, thresholds, strict=True)
     ratios = [_ratio(column, threshold) for column, threshold in pairs]
     best_ratio = F.greatest(*ratios) if len(ratios) > 1 else ratios[0]
-    # The first component whose ratio equals the best: ties go to the lower number.
-    best_component = reduce(
-        lambda chosen, item: chosen.when(item[1] == best_ratio, F.lit(item[0])),
-        list(enumerate(ratios, start=1))[1:],
-        F.when(ratios[0] == best_ratio, F.lit(1)),
+    # The first component whose ratio equals the best: ties go to the lower number. A binary
+    # model (one component) has nothing to choose between.
+    best_component = (
+        reduce(
+            lambda chosen, item: chosen.when(item[1] == best_ratio, F.lit(item[0])),
+            list(enumerate(ratios, start=1))[1:],
+            F.when(ratios[0] == best_ratio, F.lit(1)),
+        )
+        if len(ratios) > 1
+        else F.lit(1)
     )
     ranked = scores.withColumn("_best_ratio", best_ratio).withColumn(
         "_best_component", best_component

@@ -37,6 +37,11 @@ FLEET_NAME_TAG = "fleet"
 MACRO_PR_AUC_METRIC = "macro_pr_auc"
 
 
+def cutoff_of(version: ModelVersion) -> date:
+    """The training cutoff a version is tagged with."""
+    return date.fromisoformat(version.tags[CUTOFF_TAG])
+
+
 class FleetMismatchError(RuntimeError):
     """A model version trained on another fleet description than the one scoring with it."""
 
@@ -290,21 +295,43 @@ class ModelRegistry(dg.ConfigurableResource):
             self.model_name, version, GATE_TAG, "passed" if passed else "failed"
         )
 
-    def version_for_cutoff(self, cutoff: date) -> ModelVersion | None:
-        """The newest READY version trained for `cutoff` that passed its quality gate, or None."""
+    def _passed_versions(self) -> list[ModelVersion]:
+        """Every READY version that passed its quality gate."""
         client = self.client()
         try:
             versions = client.search_model_versions(f"name='{self.model_name}'")
         except mlflow.exceptions.MlflowException:
-            return None
-        matching = [
+            return []
+        return [
             version
             for version in versions
-            if version.tags.get(CUTOFF_TAG) == cutoff.isoformat()
-            and version.tags.get(GATE_TAG) == "passed"
+            if version.tags.get(GATE_TAG) == "passed"
             and version.status == "READY"
+            and version.tags.get(CUTOFF_TAG)
+        ]
+
+    def version_for_cutoff(self, cutoff: date) -> ModelVersion | None:
+        """The newest READY version trained for `cutoff` that passed its quality gate, or None."""
+        matching = [
+            version
+            for version in self._passed_versions()
+            if version.tags.get(CUTOFF_TAG) == cutoff.isoformat()
         ]
         return max(matching, key=lambda v: int(v.version)) if matching else None
+
+    def version_for_month(self, month: date) -> ModelVersion | None:
+        """The model that scores `month`: its own (the newest that passed its gate for that
+        cutoff), else the passing version of the latest earlier cutoff, as an operator keeps
+        the last good model when a month's training fails its gate. A model never scores days
+        before its cutoff, so no score sees a label its model trained on. None without any."""
+        candidates = [
+            version
+            for version in self._passed_versions()
+            if version.tags[CUTOFF_TAG] <= month.isoformat()
+        ]
+        if not candidates:
+            return None
+        return max(candidates, key=lambda v: (v.tags[CUTOFF_TAG], int(v.version)))
 
     def fleet_fingerprint(self, version: ModelVersion) -> str:
         """The fingerprint of the fleet description `version` was trained on; a version from

@@ -210,6 +210,7 @@ def _event_time_checks(
     history_before: datetime | None,
     rows_after_end: bool,
     cadence_minutes: int | None,
+    timezone: str = "UTC",
 ) -> list[Check]:
     in_window = window.contains(moment)
     if history_before is not None:
@@ -221,8 +222,10 @@ def _event_time_checks(
         checks.append((moment >= timestamp_literal(window.end), AFTER_LAST_PARTITION))
     checks.append((~in_window, f"{time_column} outside the day being ingested"))
     if cadence_minutes is not None:
-        # Readings sit on the cadence's grid from 00:00 UTC: the windows count them by time.
-        minutes = F.hour(moment) * 60 + F.minute(moment)
+        # Readings sit on the cadence's grid from midnight of the source's own clock (a zone
+        # half an hour off UTC reads hourly at hh:30 UTC); the windows count them by time.
+        wall_clock = moment if timezone == "UTC" else F.from_utc_timestamp(moment, timezone)
+        minutes = F.hour(wall_clock) * 60 + F.minute(wall_clock)
         off_grid = (minutes % F.lit(cadence_minutes) != 0) | (F.second(moment) != 0)
         where = (
             "on the hour" if cadence_minutes == 60 else f"on the {cadence_minutes}-minute cadence"
@@ -330,6 +333,7 @@ def validate_events(
             history_before,
             rows_after_end,
             cadence_minutes=fleet.telemetry.cadence_minutes if table == "telemetry" else None,
+            timezone=columns.timezone,
         ),
         (F.col("machine_id").isNull(), f"{columns.machine} is not a positive integer"),
     ]

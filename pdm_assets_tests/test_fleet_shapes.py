@@ -170,3 +170,29 @@ def test_validation_reads_the_fleets_columns_codes_zone_and_ranges(
         "kw outside [1, 500] (the fleet description)",
         "maker is missing",
     ]
+
+
+def test_readings_on_the_hour_of_a_half_hour_zone_are_on_the_cadence(
+    spark: SparkSession, tmp_path
+) -> None:
+    from pdm_assets.raw_text import read_rows
+    from pdm_assets.validation import validate_events
+
+    kolkata = parse_fleet(
+        "[columns]\ntimezone = 'Asia/Kolkata'\n[telemetry]\nsensors = [{ name = 'flow' }]\n"
+        "[components]\nnames = ['seal']\n"
+    )
+    path = tmp_path / "telemetry.csv"
+    # 06:00 and 07:00 in Kolkata (UTC+5:30) are 00:30 and 01:30 UTC; 07:30 is off the hour.
+    path.write_text(
+        "datetime,machineID,flow\n2015-01-01 06:00:00,1,1\n2015-01-01 07:00:00,1,2\n"
+        "2015-01-01 07:30:00,1,3\n"
+    )
+    day = Window.of_days(ORIGIN.date(), ORIGIN.date().replace(day=2))
+    frame = read_rows(spark, [path], kolkata.source_columns("telemetry"))
+    result = validate_events(frame, "telemetry", day, fleet=kolkata)
+    assert sorted(from_spark(r["datetime"]) for r in result.valid.collect()) == [
+        hour(0.5),
+        hour(1.5),
+    ]
+    assert [r["reason"] for r in result.quarantine.collect()] == ["datetime is not on the hour"]

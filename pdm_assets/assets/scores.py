@@ -10,7 +10,7 @@ from pdm_assets import plots, scoring
 from pdm_assets.assets.schemas import column_schema
 from pdm_assets.fleet import Fleet
 from pdm_assets.partitions import GraphPartitions, partition_window
-from pdm_assets.registry import FleetMismatchError, ModelRegistry
+from pdm_assets.registry import FleetMismatchError, ModelRegistry, cutoff_of
 from pdm_assets.spark import StepLauncherParam
 
 SCORING_GROUP = "scoring"
@@ -44,9 +44,10 @@ def build_scores_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
             f"For each machine and observation time: one probability per class (none, "
             f"{components}), the probability of any failure, the alert and its component (the "
             "1-based index of the declared component, 0 for none, and its name) chosen by the "
-            "decision policy stored with the model version (the model of the day's month), and "
-            "that version. Skipped, with the reason, when a month of the range has no "
-            "registered model; fails when that model was trained on another fleet description."
+            "decision policy stored with the model version (the model of the day's month, or "
+            "the last one before it that passed its gate), and that version. Skipped, with the "
+            "reason, when a month of the range has no such model; fails when that model was "
+            "trained on another fleet description."
         ),
         metadata={"dagster/column_schema": score_schema(fleet)},
         partitions_def=partitions.daily,
@@ -80,12 +81,12 @@ def build_scores_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
     ) -> Iterator[dg.Output[DataFrame] | dg.AssetCheckResult | dg.AssetObservation]:
         window = partition_window(context.partition_time_window)
         months = scoring.months_of(window)
-        versions = {month: model_registry.version_for_cutoff(month) for month, _ in months}
+        versions = {month: model_registry.version_for_month(month) for month, _ in months}
         missing = [month.isoformat() for month, version in versions.items() if version is None]
         if missing:
             reason = (
                 f"skipped: no registered {model_registry.model_name} version for cutoff "
-                f"{', '.join(missing)} that passed its quality gate; materialise "
+                f"{', '.join(missing)} (or earlier) that passed its quality gate; materialise "
                 "failure_model partition "
                 f"{', '.join(missing)}, then score {window.days[0]}..{window.days[-1]} again"
             )
@@ -124,10 +125,19 @@ def build_scores_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
                     machine_features.where(part.contains("datetime")),
                     model_registry.model_name,
                     int(version.version),
-                    month,
+                    cutoff_of(version),
                     fleet,
                 )
             )
+        # Months whose own model failed its gate (or was not trained) score with the last good
+        # one before them; the page says so.
+        earlier = {
+            month.isoformat(): f"v{v.version} (cutoff {cutoff_of(v)})"
+            for month, v in versions.items()
+            if v is not None and cutoff_of(v) != month
+        }
+        if earlier:
+            context.log.warning(f"scored with the model of an earlier month: {earlier}")
         scores = reduce(DataFrame.unionByName, scored_parts).localCheckpoint(eager=True)
         summary = scoring.score_summary(scores, machine_features, fleet)
         yield dg.Output(
@@ -137,6 +147,7 @@ def build_scores_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
                 "model_versions": dg.MetadataValue.json(
                     {month.isoformat(): int(v.version) for month, v in versions.items() if v}
                 ),
+                "scored_with_an_earlier_months_model": dg.MetadataValue.json(earlier),
                 "rows": summary.rows,
                 "machines_scored": summary.machines,
                 "alerts": summary.alerts,
