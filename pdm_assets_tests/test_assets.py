@@ -394,3 +394,30 @@ def test_features_and_labels_equal_the_polars_yardstick(graph: Graph, spark) -> 
     for column in ["censored", *DEFAULT_FLEET.fails_columns]:
         assert (labelled[column] == theirs_labels[column]).all(), column
     assert (labelled["label"] > 0).sum() > 0
+
+
+def test_a_range_scores_the_months_with_a_model_and_says_which_it_could_not(
+    graph: Graph, trained, spark
+) -> None:
+    from pdm_assets.timewindow import Window
+
+    # January has no model (the first is February's): its days stay unscored, February's not.
+    result = graph.run(SCORE_JOB, _range("2015-01-30", "2015-02-02"))
+    assert result.success
+    [materialization] = result.asset_materializations_for_node("machine_scores")[:1]
+    assert "2015-01-01: no pdm_component_failure version" in (
+        materialization.metadata["unscored_months"].value
+    )
+    scores = graph.warehouse.read_window(
+        spark, "machine_scores", Window.of_days(date(2015, 1, 30), date(2015, 2, 3))
+    )
+    days = {str(row["date"]) for row in scores.select("date").distinct().collect()}
+    assert days == {"2015-02-01", "2015-02-02"}
+    assert scores.count() == MACHINES * 2 * 2
+    [check] = [
+        c
+        for c in result.get_asset_check_evaluations()
+        if c.check_name == "every_active_machine_scored"
+    ]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.metadata["feature_rows_without_score"].value == MACHINES * 2 * 2

@@ -83,7 +83,7 @@ def build_scores_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
         months = scoring.months_of(window)
         versions = {month: model_registry.version_for_month(month) for month, _ in months}
         missing = [month.isoformat() for month, version in versions.items() if version is None]
-        if missing:
+        if len(missing) == len(versions):
             reason = (
                 f"skipped: no registered {model_registry.model_name} version for cutoff "
                 f"{', '.join(missing)} (or earlier) that passed its quality gate; materialise "
@@ -108,11 +108,23 @@ def build_scores_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
                 metadata={"skip_reason": reason},
             )
             return
+        # Months without any model before them stay unscored (their days are written empty,
+        # and the check below says so); the others are scored.
+        unscored = (
+            f"{', '.join(missing)}: no {model_registry.model_name} version of that cutoff or "
+            "earlier passed its gate; their days hold no scores until one does and they are "
+            "scored again"
+            if missing
+            else "none"
+        )
+        if missing:
+            context.log.warning(f"not scored: {unscored}")
         scored_parts = []
         policies = {}
         for month, part in months:
             version = versions[month]
-            assert version is not None
+            if version is None:
+                continue
             try:
                 model_registry.require_fleet(version, fleet)
             except FleetMismatchError as error:
@@ -148,6 +160,7 @@ def build_scores_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
                     {month.isoformat(): int(v.version) for month, v in versions.items() if v}
                 ),
                 "scored_with_an_earlier_months_model": dg.MetadataValue.json(earlier),
+                "unscored_months": unscored,
                 "rows": summary.rows,
                 "machines_scored": summary.machines,
                 "alerts": summary.alerts,
@@ -176,7 +189,9 @@ def build_scores_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
         yield dg.AssetCheckResult(
             check_name="every_active_machine_scored",
             passed=summary.unscored_rows == 0,
-            metadata={"feature_rows_without_score": summary.unscored_rows},
+            # Months without a model are a known gap, not a scoring fault.
+            severity=dg.AssetCheckSeverity.WARN if missing else dg.AssetCheckSeverity.ERROR,
+            metadata={"feature_rows_without_score": summary.unscored_rows, "unscored": unscored},
         )
 
     return machine_scores
