@@ -365,7 +365,9 @@ def quality_gate(
 
     1. Macro PR-AUC over the components with validation positives must reach `min_lift` times
        their mean base rate (the PR-AUC of a ranking by chance): a floor that follows how rare
-       failures are, instead of a fixed number.
+       failures are, instead of a fixed number. Where failures are common (a run-to-failure
+       fleet near its end: base rates over 1 / (2 min_lift)) that multiple would pass 1, which
+       no ranking reaches; the floor is then halfway from chance to a perfect ranking.
     2. Where a champion exists, the new model's macro PR-AUC on validation rows neither model
        trained on (`challenger_macro_pr_auc`) may be at most `champion_tolerance` below the
        champion's on the same rows.
@@ -378,11 +380,18 @@ def quality_gate(
         floor = 0.0
     else:
         base_rate = sum(values["base_rate"] for values in present.values()) / len(present)
-        floor = min_lift * base_rate
+        halfway = (1.0 + base_rate) / 2
+        floor = min(min_lift * base_rate, halfway)
         if score < floor:
+            rule = (
+                f"{min_lift:g} x their mean base rate {base_rate:.3f}"
+                if floor < halfway
+                else f"halfway from their mean base rate {base_rate:.3f} to 1, as {min_lift:g} "
+                "x it would pass 1"
+            )
             reasons.append(
                 f"macro PR-AUC {score:.3f} over {', '.join(present)} is below the floor "
-                f"{floor:.3f} ({min_lift:g} x their mean base rate {base_rate:.3f})"
+                f"{floor:.3f} ({rule})"
             )
     if (
         champion is not None

@@ -189,6 +189,20 @@ def test_gate_floor_follows_the_base_rate_of_the_components_with_failures() -> N
     ]
 
 
+def test_gate_floor_stops_halfway_to_one_where_failures_are_common() -> None:
+    # A run-to-failure fleet near its end: 60 % of validation rows precede a failure.
+    metrics = _metrics([0.9, 0.0, 0.0, 0.0], [0.6, 0.0, 0.0, 0.0], [10, 0, 0, 0])
+    gate = training.quality_gate(metrics, min_lift=2.0)
+    assert gate.passed and gate.floor == pytest.approx(0.8)  # not 1.2, which nothing reaches
+    weak = training.quality_gate(
+        _metrics([0.7, 0.0, 0.0, 0.0], [0.6, 0.0, 0.0, 0.0], [10, 0, 0, 0]), min_lift=2.0
+    )
+    assert weak.reasons == [
+        "macro PR-AUC 0.700 over comp1 is below the floor 0.800 (halfway from their mean base "
+        "rate 0.600 to 1, as 2 x it would pass 1)"
+    ]
+
+
 def test_gate_fails_without_any_validation_failure() -> None:
     metrics = _metrics([0.0] * 4, [0.0] * 4, [0] * 4)
     gate = training.quality_gate(metrics, min_lift=2.0)
