@@ -4,7 +4,8 @@ the quality of its alerts.
 With nothing but the settings a user sets (PDM_FLEET, PDM_DATA_SOURCE=csv, PDM_CSV_DIR and the
 partitions), in one process and a fresh home: `ingest_days_job` over every day, then
 `train_model_job` for each month from `--first-cutoff` on (the model's defaults), then
-`score_days_job` over the scored days and `outcomes_job` over those whose horizon has passed.
+`score_days_job` over the scored days and `outcomes_job` over the last `--outcomes-days` (30)
+whose horizon has passed.
 It reports per month whether the model passed its gate, that every feature row was scored, and:
 
 * at each machine's last scored observation, F1 of "fails within the horizon" (an alert, i.e.
@@ -105,8 +106,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
         assert job(SCORE_JOB, **days(args.first_cutoff, last_day)).success, "scoring failed"
         settled = last_day - timedelta(days=fleet.horizon_days)
-        if settled >= args.first_cutoff:
-            assert job(OUTCOMES_JOB, **days(args.first_cutoff, settled)).success
+        # model_outcomes measures day by day (a few Spark jobs per day): the last settled days.
+        first_settled = max(args.first_cutoff, settled - timedelta(days=args.outcomes_days - 1))
+        if settled >= first_settled:
+            assert job(OUTCOMES_JOB, **days(first_settled, settled)).success
 
     spark = SparkResource(master=settings.spark_master).get_session()
     store = open_store(settings.warehouse, settings.warehouse_format)
@@ -163,6 +166,9 @@ def main() -> None:
     parser.add_argument("--end", type=date.fromisoformat, required=True, help="exclusive")
     parser.add_argument("--first-cutoff", type=date.fromisoformat, required=True)
     parser.add_argument("--work", type=Path, default=None, help="project home (default: temp)")
+    parser.add_argument(
+        "--outcomes-days", type=int, default=30, help="outcomes_job over the last N settled days"
+    )
     args = parser.parse_args()
     report = run(args)
     name = report["fleet"].split(" ")[0]
