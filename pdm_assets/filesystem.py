@@ -33,9 +33,6 @@ def fs_and_path(location: str) -> tuple[AbstractFileSystem, str]:
     return fs, path
 
 
-_fs = fs_and_path
-
-
 def join(location: str, *parts: str) -> str:
     """`location/part/...`, keeping a URI's scheme and authority."""
     if is_uri(location):
@@ -44,23 +41,23 @@ def join(location: str, *parts: str) -> str:
 
 
 def exists(location: str) -> bool:
-    fs, path = _fs(location)
+    fs, path = fs_and_path(location)
     return bool(fs.exists(path))
 
 
 def is_file(location: str) -> bool:
-    fs, path = _fs(location)
+    fs, path = fs_and_path(location)
     return bool(fs.isfile(path))
 
 
 def is_dir(location: str) -> bool:
-    fs, path = _fs(location)
+    fs, path = fs_and_path(location)
     return bool(fs.isdir(path))
 
 
 def child_dirs(location: str) -> list[str]:
     """The names of the folders directly inside `location` ([] if it does not exist)."""
-    fs, path = _fs(location)
+    fs, path = fs_and_path(location)
     if not fs.isdir(path):
         return []
     entries = fs.ls(path, detail=True)
@@ -72,7 +69,7 @@ def child_dirs(location: str) -> list[str]:
 
 
 def open_binary(location: str) -> IO[bytes]:
-    fs, path = _fs(location)
+    fs, path = fs_and_path(location)
     handle: IO[bytes] = fs.open(path, "rb")
     return handle
 
