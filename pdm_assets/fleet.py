@@ -35,8 +35,31 @@ _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _RESERVED = {"none", "machine_id", "datetime", "date", "label", "censored", "weight"}
 
 
+# The extra feature families: (table, switch) -> the keys that only matter when it is on.
+EXTRA_FAMILIES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("telemetry", "trends"): ("trend_windows_hours",),
+    ("telemetry", "deviations"): (
+        "deviation_windows_hours",
+        "baseline_from_hours",
+        "baseline_to_hours",
+    ),
+    ("errors", "extra_counts"): ("extra_windows_hours",),
+    ("errors", "hours_since_last"): ("since_lookback_hours",),
+}
+
+
 class FleetDescriptionError(ValueError):
     """A fleet description that cannot be used; the message names the file and the key."""
+
+
+class _KeyProblem(ValueError):
+    """A problem found by a validator of a whole table that belongs to one of its keys: the
+    message names `key` (a dotted path below the table) instead of the table."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.message = message
 
 
 class _Strict(BaseModel):
@@ -60,6 +83,28 @@ def _check_unique(names: Sequence[str], what: str) -> None:
         if name.lower() in seen:
             raise ValueError(f"duplicate {what} {name!r} (names are compared ignoring case)")
         seen.add(name.lower())
+
+
+def _check_windows(value: list[int]) -> list[int]:
+    """Positive hours, none twice, in increasing order."""
+    if any(window <= 0 for window in value):
+        raise ValueError(f"windows must be positive hours, got {value}")
+    if len(set(value)) != len(value):
+        raise ValueError(f"duplicate window in {value}")
+    return sorted(value)
+
+
+def _check_off(model: BaseModel, switch: str, keys: Sequence[str]) -> None:
+    """A setting of an extra feature family that is off would change nothing: refused, so a
+    description never looks as if it computed features it does not."""
+    if getattr(model, switch):
+        return
+    fields = type(model).model_fields
+    for key in keys:
+        if getattr(model, key) != fields[key].get_default(call_default_factory=True):
+            raise _KeyProblem(
+                key, f"set while {switch} is off ({switch} = true turns the family on)"
+            )
 
 
 def _check_names(names: list[str], what: str) -> list[str]:
@@ -131,17 +176,30 @@ class Telemetry(_Strict):
     cadence_minutes: int = Field(default=60, gt=0)
     windows_hours: list[int] = Field(default_factory=lambda: [12, 24, 36])
     sensors: list[Sensor] = Field(min_length=1)
+    # Extra feature families, off unless switched on (docs/model.md, "Extra features").
+    # Trends: per sensor, mean and least-squares slope over (t - W, t] for each W.
+    trends: bool = False
+    trend_windows_hours: list[int] = Field(default_factory=lambda: [72, 120])
+    # Deviations: per sensor, the mean over (t - W, t] less the mean over the baseline window
+    # (t - baseline_from_hours, t - baseline_to_hours].
+    deviations: bool = False
+    deviation_windows_hours: list[int] = Field(default_factory=lambda: [24, 72])
+    baseline_from_hours: int = Field(default=336, gt=0)
+    baseline_to_hours: int = Field(default=120, ge=0)
 
     @field_validator("windows_hours")
     @classmethod
     def _windows(cls, value: list[int]) -> list[int]:
         if not value:
             raise ValueError("at least one window is needed")
-        if any(window <= 0 for window in value):
-            raise ValueError(f"windows must be positive hours, got {value}")
-        if len(set(value)) != len(value):
-            raise ValueError(f"duplicate window in {value}")
-        return sorted(value)
+        return _check_windows(value)
+
+    @field_validator("trend_windows_hours", "deviation_windows_hours")
+    @classmethod
+    def _extra_windows(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("at least one window is needed (or switch the family off)")
+        return _check_windows(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> Telemetry:
@@ -154,6 +212,27 @@ class Telemetry(_Strict):
                 f"({self.cadence_minutes} minutes): such a window holds no reading"
             )
         _check_unique([sensor.name for sensor in self.sensors], "sensor")
+        _check_off(self, "trends", ["trend_windows_hours"])
+        _check_off(
+            self,
+            "deviations",
+            ["deviation_windows_hours", "baseline_from_hours", "baseline_to_hours"],
+        )
+        if self.trends:
+            both = sorted(set(self.trend_windows_hours) & set(self.windows_hours))
+            if both:
+                raise _KeyProblem(
+                    "trend_windows_hours",
+                    f"{both} already in windows_hours: their means are base features "
+                    f"(<sensor>_mean_<W>h); a trend window must be another length",
+                )
+        if self.deviations and self.baseline_from_hours <= self.baseline_to_hours:
+            raise _KeyProblem(
+                "baseline_from_hours",
+                f"baseline_from_hours {self.baseline_from_hours} must be greater than "
+                f"baseline_to_hours {self.baseline_to_hours}: the baseline window is "
+                "(t - from, t - to]",
+            )
         return self
 
 
@@ -161,11 +240,40 @@ class Errors(_Strict):
     window_hours: int = Field(default=24, gt=0)
     # Empty: the fleet has no error log (no file or table is read).
     codes: list[str] = Field(default_factory=list)
+    # Extra feature families, off unless switched on (docs/model.md, "Extra features").
+    # Extra counts: per code, the count over (t - W, t] for each W.
+    extra_counts: bool = False
+    extra_windows_hours: list[int] = Field(default_factory=lambda: [72])
+    # Hours since the last error of each code in (t - since_lookback_hours, t].
+    hours_since_last: bool = False
+    since_lookback_hours: int = Field(default=336, gt=0)
 
     @field_validator("codes")
     @classmethod
     def _codes(cls, value: list[str]) -> list[str]:
         return _check_names(value, "error code")
+
+    @field_validator("extra_windows_hours")
+    @classmethod
+    def _extra_windows(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("at least one window is needed (or switch the family off)")
+        return _check_windows(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Errors:
+        _check_off(self, "extra_counts", ["extra_windows_hours"])
+        _check_off(self, "hours_since_last", ["since_lookback_hours"])
+        for switch in ("extra_counts", "hours_since_last"):
+            if getattr(self, switch) and not self.codes:
+                raise _KeyProblem(switch, "the fleet has no error codes (errors.codes is empty)")
+        if self.extra_counts and self.window_hours in self.extra_windows_hours:
+            raise _KeyProblem(
+                "extra_windows_hours",
+                f"{self.window_hours} is window_hours: its counts are base features "
+                "(<code>_count_<W>h); an extra window must be another length",
+            )
+        return self
 
 
 class Maintenance(_Strict):
@@ -235,6 +343,32 @@ class Fleet(_Strict):
             [*names, *self.machines.categorical, *(a.name for a in self.machines.numeric)],
             "name among sensors and machine attributes",
         )
+        _check_unique(self.feature_columns, "feature column")
+        return self
+
+    @model_validator(mode="after")
+    def _extras_fit_the_observations(self) -> Fleet:
+        # The extras are built from per-observation buckets (t - observation_hours, t]: each of
+        # their windows must be a whole number of buckets.
+        every = self.observation_hours
+        keys: list[tuple[str, list[int]]] = []
+        t, e = self.telemetry, self.errors
+        if t.trends:
+            keys.append(("telemetry.trend_windows_hours", t.trend_windows_hours))
+        if t.deviations:
+            keys.append(("telemetry.deviation_windows_hours", t.deviation_windows_hours))
+            keys.append(("telemetry.baseline_from_hours", [t.baseline_from_hours]))
+            keys.append(("telemetry.baseline_to_hours", [t.baseline_to_hours]))
+        if e.extra_counts:
+            keys.append(("errors.extra_windows_hours", e.extra_windows_hours))
+        for key, hours in keys:
+            odd = [h for h in hours if h % every]
+            if odd:
+                raise _KeyProblem(
+                    key,
+                    f"{odd} not a multiple of observation_hours ({every}): extra windows are "
+                    "built from whole observation periods",
+                )
         return self
 
     # -- the fleet's tables -------------------------------------------------------------------
@@ -289,17 +423,40 @@ class Fleet(_Strict):
         return math.ceil(self.horizon_hours / HOURS_PER_DAY)
 
     @property
+    def telemetry_reach_hours(self) -> int:
+        """How far back of t telemetry features read: the longest window, extras included (the
+        baseline's far edge when deviations are on)."""
+        t = self.telemetry
+        reach = [*t.windows_hours]
+        if t.trends:
+            reach.extend(t.trend_windows_hours)
+        if t.deviations:
+            reach.extend([*t.deviation_windows_hours, t.baseline_from_hours])
+        return max(reach)
+
+    @property
+    def errors_reach_hours(self) -> int:
+        """How far back of t error features read, extras included."""
+        e = self.errors
+        reach = [e.window_hours]
+        if e.extra_counts:
+            reach.extend(e.extra_windows_hours)
+        if e.hours_since_last:
+            reach.append(e.since_lookback_hours)
+        return max(reach)
+
+    @property
     def telemetry_lookback_days(self) -> int:
-        return math.ceil(max(self.telemetry.windows_hours) / HOURS_PER_DAY)
+        return math.ceil(self.telemetry_reach_hours / HOURS_PER_DAY)
 
     @property
     def errors_lookback_days(self) -> int:
-        return math.ceil(self.errors.window_hours / HOURS_PER_DAY)
+        return math.ceil(self.errors_reach_hours / HOURS_PER_DAY)
 
     @property
     def warm_up_hours(self) -> int:
         """Observations this close to the first telemetry cannot have full windows."""
-        return max(self.telemetry.windows_hours)
+        return self.telemetry_reach_hours
 
     # -- features, labels, classes ------------------------------------------------------------
 
@@ -308,7 +465,8 @@ class Fleet(_Strict):
         return window_hours * 60 >= 2 * self.telemetry.cadence_minutes
 
     @cached_property
-    def telemetry_features(self) -> list[str]:
+    def base_telemetry_features(self) -> list[str]:
+        """Mean and standard deviation of each sensor over each of `telemetry.windows_hours`."""
         return [
             f"{sensor}_{stat}_{window}h"
             for window in self.telemetry.windows_hours
@@ -317,8 +475,63 @@ class Fleet(_Strict):
         ]
 
     @cached_property
-    def error_features(self) -> list[str]:
+    def trend_features(self) -> list[str]:
+        """Extra: mean and least-squares slope of each sensor per trend window (when on)."""
+        if not self.telemetry.trends:
+            return []
+        return [
+            f"{sensor}_{stat}_{window}h"
+            for window in self.telemetry.trend_windows_hours
+            for sensor in self.sensors
+            for stat in ("mean", "slope")
+        ]
+
+    @cached_property
+    def deviation_features(self) -> list[str]:
+        """Extra: each sensor's mean per deviation window less its baseline mean (when on)."""
+        if not self.telemetry.deviations:
+            return []
+        return [
+            f"{sensor}_dev_{window}h"
+            for window in self.telemetry.deviation_windows_hours
+            for sensor in self.sensors
+        ]
+
+    @cached_property
+    def telemetry_features(self) -> list[str]:
+        return [*self.base_telemetry_features, *self.trend_features, *self.deviation_features]
+
+    @cached_property
+    def base_error_features(self) -> list[str]:
+        """The count of each error code over `errors.window_hours`."""
         return [f"{code}_count_{self.errors.window_hours}h" for code in self.errors.codes]
+
+    @cached_property
+    def extra_error_count_features(self) -> list[str]:
+        """Extra: the count of each code per extra error window (when on)."""
+        if not self.errors.extra_counts:
+            return []
+        return [
+            f"{code}_count_{window}h"
+            for window in self.errors.extra_windows_hours
+            for code in self.errors.codes
+        ]
+
+    @cached_property
+    def hours_since_features(self) -> list[str]:
+        """Extra: hours since the last error of each code within the lookback (when on)."""
+        if not self.errors.hours_since_last:
+            return []
+        return [f"{code}_hours_since_last" for code in self.errors.codes]
+
+    @cached_property
+    def error_count_features(self) -> list[str]:
+        """The error features that are counts (whole numbers, 0 without errors)."""
+        return [*self.base_error_features, *self.extra_error_count_features]
+
+    @cached_property
+    def error_features(self) -> list[str]:
+        return [*self.error_count_features, *self.hours_since_features]
 
     @cached_property
     def maintenance_features(self) -> list[str]:
@@ -348,10 +561,20 @@ class Fleet(_Strict):
     def max_null_rate(self, feature: str) -> float:
         """The null-rate check's threshold of a feature column: standard deviations may miss
         (one reading in a window), days since replacement too (never replaced yet; always so
-        for a fleet without a maintenance log until its first failure); nothing else may."""
+        for a fleet without a maintenance log until its first failure), and of the extras
+        slopes, deviations (a little) and hours since the last error (any share); nothing else
+        may."""
         if feature in self.maintenance_features:
             return 0.5 if self.has_maintenance else 1.0
-        if "_sd_" in feature and feature in self.telemetry_features:
+        if "_sd_" in feature and feature in self.base_telemetry_features:
+            return 0.05
+        # A slope needs two readings, a deviation a reading in the baseline window (a machine's
+        # first days miss it); no error within the lookback is the usual case.
+        if feature in self.hours_since_features:
+            return 1.0
+        if feature in self.deviation_features or (
+            "_slope_" in feature and feature in self.trend_features
+        ):
             return 0.05
         return 0.0
 
@@ -388,8 +611,15 @@ class Fleet(_Strict):
 
     @cached_property
     def fingerprint(self) -> str:
-        """A hash of everything that shapes the model's inputs and outputs (not the name)."""
+        """A hash of everything that shapes the model's inputs and outputs (not the name).
+
+        The keys of an extra feature family that is off are left out (they shape nothing), so
+        a description without extras hashes as it did before the extras existed."""
         shape = self.model_dump(exclude={"name"})
+        for (table, switch), keys in EXTRA_FAMILIES.items():
+            if not shape[table][switch]:
+                for key in (switch, *keys):
+                    del shape[table][key]
         text = json.dumps(shape, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
@@ -408,8 +638,14 @@ def names_text(names: Sequence[str]) -> str:
 def _error_text(path: Path | str, error: ValidationError) -> str:
     lines = []
     for problem in error.errors():
-        key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        location = [str(part) for part in problem["loc"]]
         message = problem["msg"].removeprefix("Value error, ")
+        cause = problem.get("ctx", {}).get("error")
+        if isinstance(cause, _KeyProblem):
+            # A whole table's validator found it: name the key, not the table.
+            location.append(cause.key)
+            message = cause.message
+        key = ".".join(location) or "(top level)"
         if problem["type"] == "extra_forbidden":
             message = "unknown key"
         elif problem["type"] == "missing":

@@ -85,6 +85,10 @@ def test_observation_times_need_telemetry_in_the_last_cadence(spark) -> None:
     result = features.telemetry_features(frame, hour(0), hour(60))
     times = sorted(from_spark(row["datetime"]) for row in result.collect())
     assert times == [hour(0), hour(12), hour(24), hour(36)]
+    # The timelines of compute take the same times without computing the features.
+    alone = features.observation_times(frame, hour(0), hour(60))
+    assert sorted(from_spark(row["datetime"]) for row in alone.collect()) == times
+    assert alone.columns == ["machine_id", "datetime"]
 
 
 def test_window_edges_select_the_start_inclusive_and_end_exclusive_observations(

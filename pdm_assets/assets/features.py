@@ -29,10 +29,21 @@ def describe_features(fleet: Fleet) -> str:
     )
     attributes = [*fleet.machines.categorical, *fleet.machine_numeric]
     machine = f", machine {' and '.join(attributes)}" if attributes else ""
+    extras = [
+        name
+        for name, features in (
+            ("trends (means and slopes)", fleet.trend_features),
+            ("deviations from each machine's baseline", fleet.deviation_features),
+            ("longer error counts", fleet.extra_error_count_features),
+            ("hours since each error", fleet.hours_since_features),
+        )
+        if features
+    ]
+    extra = f" Extra families (docs/model.md): {', '.join(extras)}." if extras else ""
     return (
         f"One row per machine and observation time t (every {every} h from 00:00 UTC) with "
         f"telemetry in (t-{every}h, t]: mean/sd of {', '.join(fleet.sensors)} over {windows} h, "
-        f"{errors}days since each component's last replacement (whole history){machine}. "
+        f"{errors}days since each component's last replacement (whole history){machine}.{extra} "
         f"Refuses to run while a day of its lookback (telemetry {fleet.telemetry_lookback_days} "
         f"days, errors {fleet.errors_lookback_days} days, maintenance and failures since the "
         "partitions start) is not materialised."
@@ -44,7 +55,8 @@ def feature_schema(fleet: Fleet) -> dg.TableSchema:
         "machine_id": "int",
         "datetime": "timestamp",
         **{name: "double" for name in fleet.telemetry_features},
-        **{name: "bigint" for name in fleet.error_features},
+        **{name: "bigint" for name in fleet.error_count_features},
+        **{name: "double" for name in fleet.hours_since_features},
         **{name: "double" for name in fleet.maintenance_features},
         **{a.name: "int" if a.integer else "double" for a in fleet.machines.numeric},
         **{name: "string" for name in fleet.categorical_features},
