@@ -10,6 +10,7 @@ from pdm_assets.assets.model import build_model_asset
 from pdm_assets.assets.outcomes import build_outcomes_asset
 from pdm_assets.assets.raw import build_raw_assets
 from pdm_assets.assets.scores import build_scores_asset
+from pdm_assets.assets.worklist import build_worklist_asset
 from pdm_assets.automation import build_landing_sensor, build_training_schedule
 from pdm_assets.jobs import JOBS, TRAIN_JOB, landed_day_job, outcomes_job
 from pdm_assets.partitions import GraphPartitions, build_partitions
@@ -23,6 +24,7 @@ def build_assets(partitions: GraphPartitions) -> list[dg.AssetsDefinition]:
         *build_feature_assets(partitions),
         build_model_asset(partitions),
         build_scores_asset(partitions),
+        build_worklist_asset(partitions),
         build_outcomes_asset(partitions),
     ]
 

@@ -15,7 +15,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
 
 from pdm_assets import training
@@ -27,7 +27,7 @@ from pdm_assets.progress import Progress
 from pdm_assets.settings import Settings, load_settings
 from pdm_assets.simulator import FleetSpec, simulate, write_landing
 from pdm_assets.spark import JavaNotFoundError, SparkResource, ensure_java
-from pdm_assets.timewindow import Window, from_spark, timestamp_literal
+from pdm_assets.timewindow import Window
 from pdm_assets.warehouse import open_store
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -105,38 +105,37 @@ def _range_tags(first: date, last: date) -> dict[str, str]:
 
 
 def holdout_report(
-    scores: DataFrame, labels: DataFrame, fleet: Fleet = DEFAULT_FLEET, top: int = 10
-) -> tuple[dict[str, dict[str, float]], list[dict[str, object]], int]:
-    """Per-component metrics of the scores against the labels known so far, and the riskiest
-    machines at the last observation time."""
+    scores: DataFrame, labels: DataFrame, fleet: Fleet = DEFAULT_FLEET
+) -> tuple[dict[str, dict[str, float]], int]:
+    """Per-component metrics of the scores against the labels known so far, and their rows."""
     known = labels.where(~F.col("censored")).select("machine_id", "datetime", "label")
     joined = scores.join(known, ["machine_id", "datetime"], "inner")
-    metrics = training.component_metrics(joined, fleet=fleet)
-    last_time = scores.agg(F.max("datetime")).first()[0]  # type: ignore[index]
-    riskiest = (
-        scores.where(F.col("datetime") == timestamp_literal(from_spark(last_time)))
-        .orderBy(F.col("failure_probability").desc(), "machine_id")
-        .limit(top)
-        .collect()
-    )
-    at_risk = [
-        {
-            "machine_id": row["machine_id"],
-            "datetime": from_spark(row["datetime"]),
-            "alert_component": row["alert_component"],
-            "alert_component_name": row["alert_component_name"],
-            "failure_probability": row["failure_probability"],
-        }
-        for row in riskiest
-    ]
-    return metrics, at_risk, joined.count()
+    return training.component_metrics(joined, fleet=fleet), joined.count()
+
+
+def worklist_lines(rows: list[Row], day: date, top: int = 10) -> list[str]:
+    """The top of a day's work list, as the planner would read it."""
+    lines = [f"work list of {day} ({len(rows)} open alerts; the whole list is its CSV):"]
+    if not rows:
+        return [*lines, "  no open alerts"]
+    for row in rows[:top]:
+        since = row["days_since_replacement"]
+        lines.append(
+            f"  {row['rank']:>2}. machine {row['machine_id']:>4} {row['component']:<8} "
+            f"P {row['probability']:.3f} over its cut {row['threshold']:.3f} "
+            f"(x{row['urgency']:.2f}), held {row['held_observations']} observations, "
+            + ("never replaced" if since is None else f"replaced {since:.0f} days ago")
+        )
+        reasons = [row[f"reason_{n}"] for n in (1, 2, 3) if row[f"reason_{n}"]]
+        lines.append("      because " + ("; ".join(reasons) or "(no exact reasons)"))
+    return lines
 
 
 def format_report(
     plan: DemoPlan,
     timings: dict[str, float],
     metrics: dict[str, dict[str, float]],
-    at_risk: list[dict[str, object]],
+    worklist: list[str],
     holdout_rows: int,
     settings: Settings,
     progress_lines: list[str] | None = None,
@@ -161,16 +160,11 @@ def format_report(
             f"  {component:<10} {values['precision']:>9.3f} {values['recall']:>7.3f} "
             f"{values['f1']:>6.3f} {values['pr_auc']:>7.3f} {int(values['support']):>8}"
         )
-    lines += ["", f"machines most at risk at {at_risk[0]['datetime'] if at_risk else '-'}:"]
-    for entry in at_risk:
-        lines.append(
-            f"  machine {entry['machine_id']:>4}  P(failure within horizon) "
-            f"{entry['failure_probability']:.3f}  "
-            + (f"ALERT {entry['alert_component_name']}" if entry["alert_component"] else "no alert")
-        )
+    lines += ["", *worklist]
     lines += [
         "",
         f"outputs: warehouse {settings.warehouse}",
+        f"         work lists {settings.worklists}",
         f"         MLflow    {settings.mlflow_tracking_uri}",
         f"         Dagster   {settings.dagster_home}",
     ]
@@ -254,9 +248,12 @@ def main(argv: list[str] | None = None) -> int:
     warehouse = open_store(settings.warehouse, settings.warehouse_format)
     scores = warehouse.read_window(spark, "machine_scores", demo.scored_days)
     labels = warehouse.read_window(spark, "failure_labels", demo.scored_days)
-    metrics, at_risk, holdout_rows = holdout_report(scores, labels, settings.fleet)
+    metrics, holdout_rows = holdout_report(scores, labels, settings.fleet)
+    last_day = Window.of_days(demo.last_day, demo.last_day + timedelta(days=1))
+    listed = warehouse.read_window(spark, "maintenance_worklist", last_day).orderBy("rank")
+    worklist = worklist_lines(listed.collect(), demo.last_day)
     progress.end("holdout report", f": {holdout_rows:,} scored rows with known labels")
-    report = format_report(demo, timings, metrics, at_risk, holdout_rows, settings, progress.lines)
+    report = format_report(demo, timings, metrics, worklist, holdout_rows, settings, progress.lines)
     report_path = settings.home / "reports" / "demo.txt"
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(report)

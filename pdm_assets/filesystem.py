@@ -12,8 +12,10 @@ that reads them.
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
+import tempfile
 from typing import IO
 
 import fsspec
@@ -68,6 +70,25 @@ def child_dirs(location: str) -> list[str]:
     )
 
 
+def child_files(location: str, suffix: str = "") -> list[str]:
+    """The files directly inside `location` whose names end with `suffix`, as full locations
+    ([] if it does not exist); names starting with a dot or an underscore (a writer's temporary
+    file, a marker) are left out."""
+    fs, path = fs_and_path(location)
+    if not fs.isdir(path):
+        return []
+    names = sorted(
+        posixpath.basename(str(entry["name"]))
+        for entry in fs.ls(path, detail=True)
+        if entry.get("type") == "file"
+    )
+    return [
+        join(location, name)
+        for name in names
+        if name.endswith(suffix) and not name.startswith((".", "_"))
+    ]
+
+
 def open_binary(location: str) -> IO[bytes]:
     fs, path = fs_and_path(location)
     handle: IO[bytes] = fs.open(path, "rb")
@@ -87,3 +108,19 @@ def data_lines(location: str) -> int:
             if line.strip():
                 count += 1
     return count
+
+
+def write_text(location: str, text: str) -> None:
+    """Write a whole text file so a reader sees the old file or the new one, never a part: a
+    local file goes to a temporary name beside it and is renamed; an object store's put is
+    already whole."""
+    fs, path = fs_and_path(location)
+    fs.makedirs(posixpath.dirname(path) or ".", exist_ok=True)
+    if is_uri(location) and not location.startswith("file:"):
+        fs.pipe_file(path, text.encode("utf-8"))
+        return
+    folder, name = os.path.split(path)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{name}.", dir=folder or ".")
+    with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+    os.replace(temporary, path)

@@ -9,6 +9,7 @@ Layout (the contract between the simulator, or any other producer, and its reade
     <landing>/date=YYYY-MM-DD/maint.csv         (only for a fleet with a maintenance log)
     <landing>/date=YYYY-MM-DD/failures.csv
     <landing>/date=YYYY-MM-DD/_COMPLETE         JSON {"rows": {"telemetry": n, ...}}, written last
+    <landing>/feedback/*.csv                    the planner's feedback (feedback.py), any time
 
 The columns of each file are the fleet description's (`Fleet.source_columns`). Every CSV has its
 header even when it has no rows; datetimes are ``YYYY-MM-DD HH:MM:SS``. Every file is written to
@@ -61,6 +62,12 @@ def table_path(landing: Path | str, day: date, table: str) -> str:
 def machines_path(landing: Path | str) -> str:
     """The machine register, ``<landing>/machines.csv``."""
     return filesystem.join(str(landing), "machines.csv")
+
+
+def feedback_paths(landing: Path | str) -> list[str]:
+    """The planner's feedback files, ``<landing>/feedback/*.csv`` (any names, any number: a
+    planner or a tool adds a file per batch of entries)."""
+    return filesystem.child_files(filesystem.join(str(landing), "feedback"), ".csv")
 
 
 def history_path(landing: Path | str, table: str) -> str:

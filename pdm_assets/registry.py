@@ -1,5 +1,7 @@
 """MLflow: the tracking resource, and the model registry (log, register, alias, find, load)."""
 
+import json
+import logging
 import os
 import tempfile
 import time
@@ -21,10 +23,13 @@ from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame
 from pyspark.sql.utils import is_remote
 
+from pdm_assets import reasons
 from pdm_assets.decision import POLICY_FILE, DecisionPolicy
+from pdm_assets.explain import TYPICAL_FILE, Explainer
 from pdm_assets.fleet import DEFAULT_FLEET, Fleet
 from pdm_assets.training import GateResult, TrainingOutcome, macro
 
+logger = logging.getLogger(__name__)
 CHAMPION_ALIAS = "champion"
 CUTOFF_TAG = "cutoff"
 DAGSTER_RUN_TAG = "dagster_run_id"
@@ -142,13 +147,15 @@ class ModelRegistry(dg.ConfigurableResource):
         asset: str,
         params: dict[str, Any],
         fleet: Fleet = DEFAULT_FLEET,
+        typical: dict[str, str] | None = None,
     ) -> ModelVersion:
         """Log a training step in the active MLflow run and register what it shipped.
 
         In order: the run's tags, parameters and metrics; the decision policy as the run's
-        `decision_policy.json`; the model, registered as a new version tagged with its cutoff,
-        strategy and thresholds; then the gate's verdict, and last the champion alias (see
-        `publish`).
+        `decision_policy.json` and the training rows' typical feature values (what the reasons
+        of an alert compare with) as `typical_values.json`; the model, registered as a new
+        version tagged with its cutoff, strategy and thresholds; then the gate's verdict, and
+        last the champion alias (see `publish`).
         """
         mlflow.set_tags(
             {CUTOFF_TAG: cutoff.isoformat(), PARTITION_TAG: partition, ASSET_TAG: asset}
@@ -156,6 +163,7 @@ class ModelRegistry(dg.ConfigurableResource):
         mlflow.log_params(params)
         mlflow.log_metrics(training_metrics(outcome, gate))
         mlflow.log_text(outcome.policy.to_json(), POLICY_FILE)
+        mlflow.log_text(json.dumps(typical or {}, indent=2, sort_keys=True), TYPICAL_FILE)
         version = self.log_and_register(
             outcome.model,
             cutoff,
@@ -372,6 +380,33 @@ class ModelRegistry(dg.ConfigurableResource):
                 "failure_model partition again"
             ) from error
         return DecisionPolicy.from_json(text)
+
+    def policy_of(self, version: int) -> DecisionPolicy:
+        """The decision policy of version number `version` (as machine_scores records it)."""
+        return self.load_policy(self.client().get_model_version(self.model_name, str(version)))
+
+    def load_explainer(self, version: ModelVersion) -> Explainer | None:
+        """The exact reasons of `version`'s forest: its trees read from the registered model's
+        files (no JVM needed) and the typical values stored in its run. None, with the reason
+        logged, for a learner the reasons cannot decompose (the boosted one-vs-rest option)."""
+        self.client()
+        uri = f"models:/{self.model_name}/{version.version}"
+        try:
+            typical = json.loads(
+                mlflow.artifacts.load_text(f"runs:/{version.run_id}/{TYPICAL_FILE}")
+            )
+        except (mlflow.exceptions.MlflowException, OSError):
+            typical = {}  # trained before typical values were stored: reasons without them
+        with tempfile.TemporaryDirectory(prefix="pdm-forest-") as folder:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=folder)
+            try:
+                forest = reasons.read_forest(
+                    reasons.find_forest_stage(os.path.join(local, "sparkml"))
+                )
+            except reasons.UnsupportedModelError as error:
+                logger.warning(f"{self.model_name} v{version.version}: {error}")
+                return None
+        return Explainer(forest, typical)
 
     def load(self, version: str) -> PipelineModel:
         self.client()

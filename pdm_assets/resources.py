@@ -27,6 +27,7 @@ from pdm_assets.sources import (
 from pdm_assets.spark import SparkResource
 from pdm_assets.table_source import TableSource
 from pdm_assets.warehouse import SparkParquetIOManager, WarehouseResource
+from pdm_assets.worklist_files import WorklistFiles
 
 
 def raw_source(settings: Settings) -> RawSource:
@@ -69,6 +70,7 @@ def _shared(settings: Settings) -> dict[str, object]:
         "warehouse": warehouse,
         "warehouse_io_manager": SparkParquetIOManager(warehouse_resource=warehouse, spark=spark),
         "source": raw_source(settings),
+        "worklist_files": WorklistFiles(location=settings.worklists),
         "model_registry": ModelRegistry(
             tracking_uri=settings.mlflow_tracking_uri,
             registry_uri=settings.mlflow_registry_uri,

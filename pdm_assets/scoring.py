@@ -10,7 +10,7 @@ from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from pdm_assets import decision, training
+from pdm_assets import decision, explain, training
 from pdm_assets.fleet import DEFAULT_FLEET, Fleet
 from pdm_assets.timewindow import Window
 
@@ -20,7 +20,9 @@ MODEL_COLUMNS = ["model_name", "model_version", "model_cutoff"]
 
 def score_columns(fleet: Fleet = DEFAULT_FLEET) -> list[str]:
     """The columns of machine_scores: a probability per class named after the fleet's
-    components, and the alerted component as its 1-based index (0: none) and its name."""
+    components, and the alerted component as its 1-based index (0: none) and its name; for an
+    alert also the cut it passed, its reasons and the days since that component's last
+    replacement."""
     return [
         "machine_id",
         "datetime",
@@ -30,6 +32,9 @@ def score_columns(fleet: Fleet = DEFAULT_FLEET) -> list[str]:
         "alert",
         "alert_component",
         "alert_component_name",
+        "alert_threshold",
+        "alert_reasons",
+        "days_since_replacement",
         *MODEL_COLUMNS,
         "date",
     ]
@@ -55,17 +60,37 @@ def score_rows(
     model_version: int,
     model_cutoff: date,
     fleet: Fleet = DEFAULT_FLEET,
+    explainer: explain.Explainer | None = None,
 ) -> DataFrame:
-    """The scores of feature rows: probabilities, the policy's alerts, and the model's identity."""
+    """The scores of feature rows: probabilities, the policy's alerts with the cut each passed,
+    its reasons (from `explainer`, None for a learner without exact reasons) and the days since
+    the component's replacement, and the model's identity."""
     predicted = training.predict(model, features, fleet).withColumn(
         "failure_probability", F.lit(1.0) - F.col(fleet.probability_columns[0])
     )
     alerted = decision.alerts(predicted, policy, fleet.component_probability_columns)
-    names = F.array(*[F.lit(name) for name in fleet.component_names])
-    alerted = alerted.withColumn(
-        "alert_component_name",
-        F.when(F.col("alert_component") > 0, F.element_at(names, F.col("alert_component"))),
+    by_component = F.col("alert_component")
+
+    def of_alerted(values: list[F.Column]) -> F.Column:
+        return F.when(by_component > 0, F.element_at(F.array(*values), by_component))
+
+    alerted = (
+        alerted.withColumn(
+            "alert_component_name", of_alerted([F.lit(n) for n in fleet.component_names])
+        )
+        .withColumn(
+            "alert_threshold",
+            of_alerted([F.lit(float(t)) for t in policy.thresholds.values()]),
+        )
+        .withColumn(
+            "days_since_replacement",
+            of_alerted([F.col(n).cast("double") for n in fleet.maintenance_features]),
+        )
     )
+    if explainer is None:
+        alerted = alerted.withColumn("alert_reasons", F.lit(None).cast(explain.REASONS_TYPE))
+    else:
+        alerted = explainer.with_reasons(alerted, model, fleet)
     columns = score_columns(fleet)
     return alerted.select(
         *columns[: columns.index("model_name")],
@@ -85,6 +110,7 @@ class ScoreSummary:
     invalid_rows: int
     inconsistent_alerts: int
     unscored_rows: int
+    alerts_without_reasons: int
     failure_probabilities: list[float]
 
 
@@ -111,6 +137,9 @@ def score_summary(
         ],
         F.sum(invalid.cast("int")).alias("invalid"),
         F.sum(inconsistent.cast("int")).alias("inconsistent"),
+        F.sum(
+            (F.col("alert") & F.coalesce(F.size("alert_reasons") <= 0, F.lit(True))).cast("int")
+        ).alias("unexplained"),
     ).first()
     assert counts is not None
     unscored = features.join(scores, ["machine_id", "datetime"], "left_anti").count()
@@ -125,5 +154,6 @@ def score_summary(
         invalid_rows=int(counts["invalid"] or 0),
         inconsistent_alerts=int(counts["inconsistent"] or 0),
         unscored_rows=unscored,
+        alerts_without_reasons=int(counts["unexplained"] or 0),
         failure_probabilities=distribution,
     )

@@ -98,6 +98,7 @@ class Settings:
     mlflow_registry_uri: str
     mlflow_experiment: str
     model_name: str
+    worklists_location: str | None = None
 
     @property
     def horizon_days(self) -> int:
@@ -115,6 +116,12 @@ class Settings:
         """The landing folder the sensor watches and the landing source reads: PDM_LANDING (a
         folder or an object-store URI) or the home's own, where the simulator writes."""
         return self.landing_location or str(self.home / "landing")
+
+    @property
+    def worklists(self) -> str:
+        """Where the daily work lists are written as CSV: PDM_WORKLISTS (a folder or an
+        object-store URI, e.g. a Unity Catalog volume) or the home's `worklists` folder."""
+        return self.worklists_location or str(self.home / "worklists")
 
     @property
     def mlflow_artifacts(self) -> Path:
@@ -229,4 +236,5 @@ def load_settings() -> Settings:
             "PDM_MLFLOW_EXPERIMENT", "/Shared/pdm_assets" if on_databricks else "pdm_assets"
         ),
         model_name=model_name,
+        worklists_location=_env("PDM_WORKLISTS", "") or None,
     )

@@ -25,7 +25,7 @@ from pydantic import Field
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pdm_assets import filesystem, landing
+from pdm_assets import feedback, filesystem, landing
 from pdm_assets.fleet import Fleet
 from pdm_assets.raw_text import raw_schema, read_rows
 from pdm_assets.simulator import FleetSpec, SimulatedFleet, simulate, write_landing
@@ -41,6 +41,7 @@ PUBLIC_FILES = {
     "failures": "PdM_failures",
     "machines": "PdM_machines",
 }
+FEEDBACK_FILE = "PdM_feedback"
 
 
 class MissingSourceDataError(LookupError):
@@ -82,6 +83,12 @@ class RawSource(dg.ConfigurableResource):
 
     def read_machines(self, spark: SparkSession, fleet: Fleet) -> DataFrame:
         raise NotImplementedError
+
+    def read_feedback(self, spark: SparkSession) -> DataFrame:
+        """The planner's feedback rows as text (`feedback.COLUMNS`, with provenance); no rows
+        where none was recorded. Read whole: it is small, and any row may acknowledge an alert
+        of any later day."""
+        return spark.createDataFrame([], raw_schema(feedback.COLUMNS))
 
 
 class LandingFolderSource(RawSource):
@@ -139,6 +146,10 @@ class LandingFolderSource(RawSource):
         if not filesystem.is_file(path):
             raise FileNotFoundError(f"no machines table at {path}")
         return read_rows(spark, [path], fleet.source_columns("machines"))
+
+    def read_feedback(self, spark: SparkSession) -> DataFrame:
+        paths = landing.feedback_paths(self.landing_dir)
+        return read_rows(spark, paths, feedback.COLUMNS)
 
 
 @functools.lru_cache(maxsize=2)
@@ -249,6 +260,14 @@ class CsvFolderSource(RawSource):
 
     def read_machines(self, spark: SparkSession, fleet: Fleet) -> DataFrame:
         return read_rows(spark, [self._file("machines")], fleet.source_columns("machines"))
+
+    def read_feedback(self, spark: SparkSession) -> DataFrame:
+        """PdM_feedback.csv[.gz] beside the other files, where the planner keeps one."""
+        for suffix in (".csv", ".csv.gz"):
+            candidate = filesystem.join(self.csv_dir, f"{FEEDBACK_FILE}{suffix}")
+            if filesystem.is_file(candidate):
+                return read_rows(spark, [candidate], feedback.COLUMNS)
+        return super().read_feedback(spark)
 
 
 def _version(path: str) -> str:

@@ -52,13 +52,16 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, StringType, TimestampNTZType, TimestampType
 
+from pdm_assets import feedback
 from pdm_assets.fleet import Fleet
 from pdm_assets.raw_text import PROVENANCE_TYPES, SourceFormatError
 from pdm_assets.sources import RawSource
 from pdm_assets.timewindow import Window, timestamp_literal
 from pdm_assets.validation import DATETIME_FORMAT, parse_datetime
 
-TABLES = ("telemetry", "errors", "maint", "failures", "machines")
+# The planner's feedback is optional: without an entry the work list has no acknowledgements.
+FEEDBACK_TABLE = "feedback"
+TABLES = ("telemetry", "errors", "maint", "failures", "machines", FEEDBACK_TABLE)
 FORMATS = ("parquet", "delta", "csv")
 SETTING = "PDM_TABLES"
 _ONE_DAY = timedelta(days=1)
@@ -220,6 +223,14 @@ class TableSource(RawSource):
             selected = selected | (moment >= timestamp_literal(window.end))
         frame = frame.where(selected)
         return _as_text(frame, entry, columns, found, time_column=fleet.columns.time, zone=zone)
+
+    def read_feedback(self, spark: SparkSession) -> DataFrame:
+        entry = parse_tables(self.tables).get(FEEDBACK_TABLE)
+        if entry is None:
+            return super().read_feedback(spark)
+        frame = _load(spark, entry)
+        found = _resolve(spark, frame, entry, FEEDBACK_TABLE, feedback.COLUMNS)
+        return _as_text(frame, entry, feedback.COLUMNS, found, time_column=None, zone="UTC")
 
     def read_machines(self, spark: SparkSession, fleet: Fleet) -> DataFrame:
         entry = self.entry(fleet, "machines")

@@ -9,8 +9,9 @@ refit.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import reduce
 from typing import Any, Literal
 
 import numpy as np
@@ -67,6 +68,10 @@ class DecisionParams:
     strategy: decision.Strategy = "max_f1"
     precision_target: float = 0.5
     daily_alert_budget: int = 10
+    min_validation_failures: int = 10
+    budget_ratio: float = 0.5
+    max_alerts_per_failure: float = 1.0
+    cross_fit_folds: int = 5
 
 
 def training_rows(
@@ -118,6 +123,23 @@ def class_weights(counts: dict[int, int], weighting: ClassWeighting) -> dict[int
 
 def label_counts(rows: DataFrame) -> dict[int, int]:
     return {int(row["label"]): int(row["count"]) for row in rows.groupBy("label").count().collect()}
+
+
+def failure_counts(rows: DataFrame, fleet: Fleet = DEFAULT_FLEET) -> dict[str, int]:
+    """Distinct failures (machine and failure time) behind the labelled rows, per component:
+    the evidence a window holds, which its failure rows overstate (one failure labels every
+    observation of the horizon before it)."""
+    failed_at = F.unix_timestamp("datetime") + F.round(F.col("hours_to_failure") * 3600).cast(
+        "long"
+    )
+    counted = {
+        int(row["label"]): int(row["failures"])
+        for row in rows.where(F.col("label") > 0)
+        .groupBy("label")
+        .agg(F.countDistinct("machine_id", failed_at).alias("failures"))
+        .collect()
+    }
+    return {name: counted.get(c, 0) for c, name in enumerate(fleet.component_names, start=1)}
 
 
 def with_weights(rows: DataFrame, weights: dict[int, float]) -> DataFrame:
@@ -352,6 +374,9 @@ class GateResult:
     floor: float
     champion: ChampionScore | None
     challenger_macro_pr_auc: float | None
+    # The components whose PR-AUC the floor judged; none: too few failures to judge any.
+    judged: tuple[str, ...] = ()
+    not_judged: str = ""
 
 
 def quality_gate(
@@ -360,6 +385,8 @@ def quality_gate(
     champion: ChampionScore | None = None,
     challenger_macro_pr_auc: float | None = None,
     champion_tolerance: float = 0.02,
+    failures: dict[str, dict[str, int]] | None = None,
+    min_failures: int = 0,
 ) -> GateResult:
     """May the new version become its month's model (and champion)?
 
@@ -371,14 +398,43 @@ def quality_gate(
     2. Where a champion exists, the new model's macro PR-AUC on validation rows neither model
        trained on (`challenger_macro_pr_auc`) may be at most `champion_tolerance` below the
        champion's on the same rows.
+
+    A component is judged only with `min_failures` distinct failures both in the validated
+    fit's training rows and in the validation window (`failures["training"]`,
+    `failures["validation"]`): a fit that never saw a component fail, or a handful of
+    validation failures, says nothing about the model that ships (on twenty real machines the
+    first weeks held no failure of the component that failed in validation). Where no component
+    has that evidence, the floor is not applied: the version passes, unjudged, and says so.
     """
     present = {name: values for name, values in metrics.items() if values["support"] > 0}
-    score = macro(metrics, "pr_auc")
+    judged = {
+        name: values
+        for name, values in present.items()
+        if failures is None
+        or min(failures["training"].get(name, 0), failures["validation"].get(name, 0))
+        >= min_failures
+    }
+    # Unjudged, the score is still reported (and compared with a champion's) over every
+    # component with failures.
+    score = macro(judged or present, "pr_auc")
     reasons = []
-    if not present:
+    not_judged = ""
+    if failures is not None and min_failures > 0 and not judged:
+        floor = 0.0
+        not_judged = (
+            f"not judged: no component has {min_failures} distinct failures both in the "
+            "validated fit's training rows and in the validation window ("
+            + ", ".join(
+                f"{name} {failures['training'].get(name, 0)}/{failures['validation'].get(name, 0)}"
+                for name in metrics
+            )
+            + " training/validation)"
+        )
+    elif not present:
         reasons.append("no component has a failure in the validation window")
         floor = 0.0
     else:
+        present = judged
         base_rate = sum(values["base_rate"] for values in present.values()) / len(present)
         halfway = (1.0 + base_rate) / 2
         floor = min(min_lift * base_rate, halfway)
@@ -403,7 +459,16 @@ def quality_gate(
             f"v{champion.version}'s {champion.macro_pr_auc:.3f} (tolerance "
             f"{champion_tolerance:.3f}) on {champion.rows} validation rows {champion.basis}"
         )
-    return GateResult(not reasons, reasons, score, floor, champion, challenger_macro_pr_auc)
+    return GateResult(
+        not reasons,
+        reasons,
+        score,
+        floor,
+        champion,
+        challenger_macro_pr_auc,
+        tuple(judged),
+        not_judged,
+    )
 
 
 def rows_unseen_by(rows: DataFrame, cutoff: datetime, horizon_hours: int) -> DataFrame:
@@ -413,7 +478,7 @@ def rows_unseen_by(rows: DataFrame, cutoff: datetime, horizon_hours: int) -> Dat
     )
 
 
-def _labels_and_probabilities(
+def labels_and_probabilities(
     predictions: DataFrame, fleet: Fleet
 ) -> tuple[npt.NDArray[np.int64], dict[str, npt.NDArray[np.float64]]]:
     columns = fleet.component_probability_columns
@@ -432,13 +497,55 @@ def fit_decision_policy(
     predictions: DataFrame, params: DecisionParams, fleet: Fleet = DEFAULT_FLEET
 ) -> decision.DecisionPolicy:
     """Collect the validation rows' labels and component probabilities, fit the thresholds."""
-    labels, probabilities = _labels_and_probabilities(predictions, fleet)
+    labels, probabilities = labels_and_probabilities(predictions, fleet)
     return decision.fit_policy(
         labels,
         probabilities,
         params.strategy,
         precision_target=params.precision_target,
         daily_alert_budget=params.daily_alert_budget,
+    )
+
+
+def component_probabilities(
+    predictions: DataFrame, fleet: Fleet
+) -> dict[str, npt.NDArray[np.float64]]:
+    columns = fleet.component_probability_columns
+    collected = np.array(predictions.select(*columns).collect(), dtype=np.float64).reshape(
+        -1, len(columns)
+    )
+    return {name: collected[:, i] for i, name in enumerate(fleet.component_names)}
+
+
+def policy_evidence(
+    model: PipelineModel,
+    rows: DataFrame,
+    recent: DataFrame | None,
+    validation_failures: dict[str, int],
+    validation_days: int,
+    fleet: Fleet = DEFAULT_FLEET,
+) -> decision.Evidence:
+    """The evidence rules' inputs: base rates over every labelled row, and the shipped model's
+    probabilities of the recent rows no label covers yet (all labelled rows, in-sample, when
+    there are none)."""
+    base_rates = _base_rates(rows, fleet)
+    reference_rows = recent if recent is not None and not recent.isEmpty() else None
+    if reference_rows is None:
+        reference_rows, basis = rows, "the labelled rows (in-sample: no recent rows)"
+    else:
+        basis = "the recent rows no label covers yet"
+    predicted = predict(model, reference_rows, fleet).withColumn("_day", F.to_date("datetime"))
+    predicted = predicted.cache()
+    days = predicted.select("_day").distinct().count()
+    reference = component_probabilities(predicted, fleet)
+    predicted.unpersist()
+    return decision.Evidence(
+        failures=validation_failures,
+        base_rates=base_rates,
+        reference=reference,
+        reference_days=days,
+        reference_basis=basis,
+        validation_days=validation_days,
     )
 
 
@@ -459,6 +566,10 @@ class TrainingOutcome:
     train_rows: int
     validation_rows: int
     refit_rows: int
+    # Distinct failures per component in the validated fit's training rows and in validation.
+    failures: dict[str, dict[str, int]] = field(default_factory=dict)
+    # How the policy was fitted and the gate judged: temporal validation or cross-fitted.
+    evaluation: str = "temporal"
 
 
 def train_and_validate(
@@ -470,14 +581,16 @@ def train_and_validate(
     decision_params: DecisionParams,
     refit_on_all: bool = True,
     fleet: Fleet = DEFAULT_FLEET,
+    recent: DataFrame | None = None,
 ) -> TrainingOutcome:
     """Split at the cutoff, fit on the training rows, validate, fit the decision policy on the
     validation rows, then (by default) refit on every labelled row.
 
     The held-out metrics of the validated fit are what the gate judges; the refit (validation
-    rows included, so it cannot be measured there) is what ships, with the validated policy.
-    Components the validation window cannot fit get the fallback of `decision.with_fallback`;
-    `metrics` stay those of the validated policy.
+    rows included, so it cannot be measured there) is what ships, with the validated policy
+    under the evidence rules of `decision.apply_evidence_rules`, whose budget cuts read the
+    shipped model's scores of `recent` (feature rows in (cutoff - H, cutoff), which no label
+    covers yet). `metrics` are the validation rows' under the final cuts.
     """
     train, validation = temporal_split(rows, cutoff, horizon_hours, validation_days)
     train_rows, validation_rows = train.count(), validation.count()
@@ -488,29 +601,167 @@ def train_and_validate(
             f"failure_labels for the days before the cutoff (at least {validation_days} days "
             "+ 2 x the horizon)."
         )
+    failures = {
+        "training": failure_counts(train, fleet),
+        "validation": failure_counts(validation, fleet),
+    }
     validated_model = fit(train, params, fleet)
-    scored = predict(validated_model, validation, fleet).cache()
-    policy = fit_decision_policy(scored, decision_params, fleet)
-    # Kept for the caller (pictures, the champion comparison), who unpersists it.
-    probability_columns = fleet.component_probability_columns
-    predictions = decision.alerts(scored, policy, probability_columns).cache()
-    metrics = component_metrics(predictions, fleet=fleet)
     model = fit(rows, params, fleet) if refit_on_all else validated_model
-    scored.unpersist()
+    evaluated = policy_inputs(
+        rows,
+        validation,
+        failures,
+        model,
+        validated_model,
+        recent,
+        params,
+        decision_params,
+        validation_days,
+        fleet,
+    )
+    scored, labels, probabilities = evaluated.scored, evaluated.labels, evaluated.probabilities
+    evidence, failures = evaluated.evidence, evaluated.failures
+    policy = decision.fit_policy(
+        labels,
+        probabilities,
+        decision_params.strategy,
+        precision_target=decision_params.precision_target,
+        daily_alert_budget=decision_params.daily_alert_budget,
+    )
+    policy = decision.apply_evidence_rules(
+        policy,
+        labels,
+        probabilities,
+        evidence,
+        decision_params.min_validation_failures,
+        decision_params.budget_ratio,
+        decision_params.max_alerts_per_failure,
+    )
     if decision.needs_fallback(policy):
-        shipped = _labels_and_probabilities(predict(model, rows, fleet), fleet)
+        shipped = labels_and_probabilities(predict(model, rows, fleet), fleet)
         policy = decision.with_fallback(policy, *shipped)
+    policy = replace(
+        policy,
+        expected=decision.expectation(
+            policy, labels, probabilities, evidence, sum(failures["validation"].values())
+        ),
+    )
+    # Kept for the caller (pictures, the champion comparison), who unpersists it.
+    predictions = decision.alerts(scored, policy, fleet.component_probability_columns).cache()
+    metrics = component_metrics(predictions, fleet=fleet)
+    scored.unpersist()
     return TrainingOutcome(
         model=model,
         validated_model=validated_model,
-        validation=validation,
+        validation=evaluated.rows,
         predictions=predictions,
         metrics=metrics,
         policy=policy,
         train_rows=train_rows,
-        validation_rows=validation_rows,
+        validation_rows=evaluated.row_count,
         refit_rows=rows.count() if refit_on_all else train_rows,
+        failures=failures,
+        evaluation=evaluated.how,
     )
+
+
+@dataclass(frozen=True)
+class PolicyInputs:
+    """What the decision policy is fitted on and the gate judges: scored rows with known labels
+    (`scored`, cached: the caller unpersists it) as numpy arrays, the failures behind them and
+    the evidence of `decision.apply_evidence_rules`."""
+
+    rows: DataFrame
+    row_count: int
+    scored: DataFrame
+    labels: npt.NDArray[np.int64]
+    probabilities: dict[str, npt.NDArray[np.float64]]
+    failures: dict[str, dict[str, int]]
+    evidence: decision.Evidence
+    how: str
+
+
+def policy_inputs(
+    rows: DataFrame,
+    validation: DataFrame,
+    failures: dict[str, dict[str, int]],
+    model: PipelineModel,
+    validated_model: PipelineModel,
+    recent: DataFrame | None,
+    params: ClassifierParams,
+    decision_params: DecisionParams,
+    validation_days: int,
+    fleet: Fleet = DEFAULT_FLEET,
+) -> PolicyInputs:
+    """The validation window scored by the validated fit; or, where it holds fewer than
+    `min_validation_failures` failures per component on average (a small fleet), every
+    labelled row scored by fits that never saw its machine (`cross_fitted`), whose scores also
+    stand in for the shipped model's in the budget cuts: thousands of rows, with every kind of
+    failure the history holds, instead of a week of a few machines."""
+    thin = sum(failures["validation"].values()) < decision_params.min_validation_failures * len(
+        fleet.component_names
+    )
+    if thin and decision_params.cross_fit_folds > 1:
+        folds = min(decision_params.cross_fit_folds, rows.select("machine_id").distinct().count())
+        scored = cross_fitted(rows, params, folds, fleet).cache()
+        total = failure_counts(rows, fleet)
+        labels, probabilities = labels_and_probabilities(scored, fleet)
+        evidence = decision.Evidence(
+            failures=total,
+            base_rates=_base_rates(rows, fleet),
+            reference=probabilities,
+            reference_days=rows.select(F.to_date("datetime")).distinct().count(),
+            reference_basis="the cross-fitted labelled rows",
+            validation_days=validation_days,
+        )
+        return PolicyInputs(
+            rows,
+            rows.count(),
+            scored,
+            labels,
+            probabilities,
+            {"training": total, "validation": total},
+            evidence,
+            f"cross-fitted: every labelled row scored by {folds} fits without its machine",
+        )
+    scored = predict(validated_model, validation, fleet).cache()
+    labels, probabilities = labels_and_probabilities(scored, fleet)
+    evidence = policy_evidence(model, rows, recent, failures["validation"], validation_days, fleet)
+    return PolicyInputs(
+        validation,
+        validation.count(),
+        scored,
+        labels,
+        probabilities,
+        failures,
+        evidence,
+        f"temporal: the last {validation_days} days of labelled rows",
+    )
+
+
+def cross_fitted(
+    rows: DataFrame, params: ClassifierParams, folds: int, fleet: Fleet = DEFAULT_FLEET
+) -> DataFrame:
+    """Every row scored by a fit on the other machines' rows: machines (sorted) are dealt
+    round-robin into `folds` groups, and each group is scored by a fit on the rest. No row's
+    own history, nor its label, reaches the model that scores it."""
+    machines = sorted(int(row[0]) for row in rows.select("machine_id").distinct().collect())
+    parts = []
+    for fold in range(folds):
+        held = machines[fold::folds]
+        inside = F.col("machine_id").isin(*held)
+        fitted = fit(rows.where(~inside), params, fleet)
+        parts.append(predict(fitted, rows.where(inside), fleet))
+    return reduce(DataFrame.unionByName, parts)
+
+
+def _base_rates(rows: DataFrame, fleet: Fleet) -> dict[str, float]:
+    counts = label_counts(rows)
+    total = sum(counts.values())
+    return {
+        name: counts.get(c, 0) / total if total else 0.0
+        for c, name in enumerate(fleet.component_names, start=1)
+    }
 
 
 def compare_with_champion(

@@ -33,6 +33,7 @@ EXPECTED_ASSETS = {
     "failure_labels",
     "failure_model",
     "machine_scores",
+    "maintenance_worklist",
     "model_outcomes",
 }
 

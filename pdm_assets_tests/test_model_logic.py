@@ -5,11 +5,12 @@ probabilities."""
 from __future__ import annotations
 
 import math
-from datetime import date
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pytest
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Window as SparkWindow
 from pyspark.sql import functions as F
 
 from pdm_assets import decision, scoring, training
@@ -297,3 +298,146 @@ def test_fallback_fills_only_components_validation_could_not_fit() -> None:
         np.array([1, 0]), {"comp1": np.array([0.5, 0.5])}, "precision_target", 0.9
     )
     assert decision.needs_fallback(strict) == []
+
+
+def test_a_budget_cut_alerts_at_most_its_share_of_the_reference_rows() -> None:
+    reference = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0])
+    assert decision.budget_threshold(reference, 0.2) == 0.8  # 2 of 10 rows
+    assert decision.budget_threshold(reference, 0.25) == 0.8  # 2.5 rows: at most 2
+    assert decision.budget_threshold(reference, 0.05) == decision.NEVER  # half a row: none
+    # Ties alert together: three rows at 0.9 do not fit a budget of two.
+    assert decision.budget_threshold(np.array([0.9, 0.9, 0.9, 0.1]), 0.5) == decision.NEVER
+
+
+def test_a_validated_cut_is_raised_to_one_alert_per_failure_row() -> None:
+    # The cut 0.4 alerts all six rows for three positives: raised to 0.7 (three alerts).
+    assert decision.capped_threshold(0.4, SCORES, POSITIVE, 1.0) == 0.7
+    assert decision.capped_threshold(0.8, SCORES, POSITIVE, 1.0) == 0.8  # within: kept
+    assert decision.capped_threshold(0.4, SCORES, POSITIVE, 2.0) == 0.4
+
+
+def _evidence(failures: dict[str, int]) -> decision.Evidence:
+    return decision.Evidence(
+        failures=failures,
+        base_rates={"comp1": 0.3, "comp2": 0.2},
+        # Ten recent rows over two days; comp2's scores 0.05 .. 0.5.
+        reference={
+            "comp1": np.linspace(0.0, 0.9, 10),
+            "comp2": np.linspace(0.05, 0.5, 10),
+        },
+        reference_days=2,
+        reference_basis="recent rows",
+        validation_days=21,
+    )
+
+
+def test_evidence_rules_keep_a_cut_only_with_enough_failures_else_a_budget() -> None:
+    labels = np.array([1, 0, 1, 1, 0, 0])
+    probabilities = {"comp1": SCORES, "comp2": np.array([0.1, 0.45, 0.2, 0.3, 0.35, 0.05])}
+    fitted = decision.fit_policy(labels, probabilities)
+    assert fitted.thresholds["comp1"] == 0.6  # max F1 (see the first test)
+    policy = decision.apply_evidence_rules(
+        fitted, labels, probabilities, _evidence({"comp1": 12, "comp2": 3}), 10, 0.5, 1.0
+    )
+    # comp1 has 12 failures: its cut stays, as it alerts 4 rows for 3 failure rows it is
+    # raised to 0.7 (3 alerts).
+    assert policy.thresholds["comp1"] == 0.7
+    assert policy.validation["comp1"].fitted_on.startswith("validation, raised")
+    # comp2 has 3 < 10: the budget is 0.5 x 0.2 = 10% of the 10 recent rows, one row: 0.5.
+    assert policy.thresholds["comp2"] == pytest.approx(0.5)
+    assert policy.validation["comp2"].fitted_on.startswith("budget: 0.5 x base rate 0.2000")
+    # Its validation figures are those at the budget cut: no validation row reaches 0.5.
+    assert policy.validation["comp2"].alerts == 0
+    # Round trip, with an expectation attached.
+    expected = decision.expectation(policy, labels, probabilities, _evidence({}), 12)
+    stored = decision.replace(policy, expected=expected)
+    assert decision.DecisionPolicy.from_json(stored.to_json()) == stored
+
+
+def test_expectation_counts_alerts_per_day_on_the_recent_rows_and_precision_on_validation() -> None:
+    policy = decision.DecisionPolicy("max_f1", {"comp1": 0.7, "comp2": 0.45})
+    labels = np.array([1, 0, 2, 0])
+    probabilities = {
+        "comp1": np.array([0.8, 0.75, 0.1, 0.1]),
+        "comp2": np.array([0.1, 0.1, 0.5, 0.1]),
+    }
+    expected = decision.expectation(policy, labels, probabilities, _evidence({}), 7)
+    # Recent rows 7, 8, 9 have comp1 0.7, 0.8, 0.9 (at or over 0.7) and comp2 0.4, 0.45, 0.5:
+    # all three alert (for comp1, furthest over its cut); no other row reaches a cut. 3 alerts
+    # in 10 rows over 2 days.
+    assert (expected.alert_share, expected.alerts_per_day) == (0.3, 1.5)
+    # Validation: rows 0 (comp1, right), 1 (comp1, wrong), 2 (comp2, right): 2 of 3 right,
+    # 2 of 2 failure rows found.
+    assert expected.precision == pytest.approx(2 / 3)
+    assert expected.recall == 1.0
+    assert expected.validation_failures == 7
+    assert "1.5 alerts per day" in expected.text()
+
+
+def test_the_gate_judges_only_components_with_enough_failures_on_both_sides() -> None:
+    metrics = {
+        "comp1": {"pr_auc": 0.05, "support": 40.0, "base_rate": 0.05},
+        "comp2": {"pr_auc": 0.60, "support": 50.0, "base_rate": 0.10},
+    }
+    failures = {
+        "training": {"comp1": 2, "comp2": 30},
+        "validation": {"comp1": 12, "comp2": 11},
+    }
+    # comp1 was never seen failing enough in training: only comp2 is judged, 0.6 >= 2 x 0.1.
+    gate = training.quality_gate(metrics, 2.0, failures=failures, min_failures=10)
+    assert gate.passed and gate.judged == ("comp2",) and gate.macro_pr_auc == 0.6
+    # With both too thin the floor is not applied, and the verdict says why.
+    thin = {"training": {"comp1": 2, "comp2": 3}, "validation": {"comp1": 12, "comp2": 4}}
+    unjudged = training.quality_gate(metrics, 2.0, failures=thin, min_failures=10)
+    assert unjudged.passed and unjudged.judged == ()
+    assert "comp1 2/12, comp2 3/4 training/validation" in unjudged.not_judged
+    # Without the rule both are judged: the mean 0.325 is under 5 x the mean base rate 0.075.
+    assert not training.quality_gate(metrics, 5.0).passed
+
+
+def _labelled_history(spark: SparkSession) -> DataFrame:
+    """The learnable rows of four machines, one every three days over 60 days before
+    2015-03-01, with the columns of training rows (a failure 24 h after each failing row)."""
+    rows = _learnable_rows(spark).withColumn("_index", F.monotonically_increasing_id())
+    ordered = rows.withColumn("_n", F.row_number().over(SparkWindow.orderBy("_index")) - 1)
+    return (
+        ordered.withColumn("machine_id", (F.col("_n") % 4 + 1).cast("int"))
+        .withColumn(
+            "datetime",
+            F.timestamp_seconds(
+                F.lit(int(hour(0).timestamp())) + F.floor(F.col("_n") / 4) * F.lit(3 * 86400)
+            ),
+        )
+        .withColumn("hours_to_failure", F.when(F.col("label") > 0, F.lit(24.0)))
+        .withColumn("censored", F.lit(False))
+        .drop("_index", "_n")
+    )
+
+
+def test_a_thin_validation_window_is_replaced_by_fits_that_never_saw_the_machine(
+    spark: SparkSession,
+) -> None:
+    rows = _labelled_history(spark).cache()
+    params = training.ClassifierParams(num_trees=3, min_instances_per_node=1, max_depth=3)
+    scored = training.cross_fitted(rows, params, 2, DEFAULT_FLEET)
+    # Every row once, each scored by the fit on the other fold's machines.
+    assert scored.count() == rows.count() == 80
+    assert scored.select("machine_id", "datetime").distinct().count() == 80
+    # Four machines with 16 failures over 60 days: far fewer than 10 per component in the 21
+    # validation days, so the policy and the gate read the cross-fitted rows.
+    outcome = training.train_and_validate(
+        rows,
+        datetime(2015, 3, 1, tzinfo=UTC),
+        168,
+        21,
+        params,
+        training.DecisionParams(cross_fit_folds=2),
+        fleet=DEFAULT_FLEET,
+    )
+    assert outcome.evaluation.startswith("cross-fitted: every labelled row scored by 2 fits")
+    assert outcome.validation_rows == 80
+    # One failure a day after each failing row: 16 per component.
+    assert outcome.failures["validation"] == {f"comp{c}": 16 for c in range(1, 5)}
+    assert outcome.policy.expected is not None
+    outcome.predictions.unpersist()
+    rows.unpersist()

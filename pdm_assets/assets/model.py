@@ -13,7 +13,7 @@ from pydantic import Field
 from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame
 
-from pdm_assets import decision, plots, training
+from pdm_assets import decision, explain, plots, training
 from pdm_assets.fleet import Fleet
 from pdm_assets.partitions import GraphPartitions, partition_window
 from pdm_assets.registry import ModelRegistry
@@ -80,6 +80,29 @@ class ModelConfig(dg.Config):
     daily_alert_budget: int = Field(
         default=10, description="daily_top_k: machines that may alert per day."
     )
+    min_validation_failures: int = Field(
+        default=10,
+        description="A component's cut is fitted on validation only with this many distinct "
+        "failures of it there (else it gets the budget cut); the quality gate judges a "
+        "component only with this many in the validated fit's training rows and in validation.",
+    )
+    alert_budget_ratio: float = Field(
+        default=0.5,
+        description="The budget cut alerts this multiple of a component's base rate (its share "
+        "of labelled rows) of the shipped model's scores of the recent, not yet labelled rows.",
+    )
+    cross_fit_folds: int = Field(
+        default=5,
+        description="Where the validation window holds fewer than min_validation_failures "
+        "failures per component on average (a small fleet), the cuts are fitted and the gate "
+        "judges on every labelled row scored by this many fits that never saw its machine; 1 "
+        "turns it off.",
+    )
+    max_alerts_per_failure: float = Field(
+        default=1.0,
+        description="A validated cut alerts at most this many validation rows per failure row "
+        "of its component (it is raised until it does).",
+    )
     min_pr_auc_lift: float = Field(
         default=2.0,
         description="Quality gate: macro PR-AUC (over components with validation failures) must "
@@ -101,6 +124,10 @@ class ModelConfig(dg.Config):
             strategy=self.decision_strategy,
             precision_target=self.precision_target,
             daily_alert_budget=self.daily_alert_budget,
+            min_validation_failures=self.min_validation_failures,
+            budget_ratio=self.alert_budget_ratio,
+            max_alerts_per_failure=self.max_alerts_per_failure,
+            cross_fit_folds=self.cross_fit_folds,
         )
 
 
@@ -116,6 +143,20 @@ def metrics_table(metrics: dict[str, dict[str, float]]) -> str:
             f"| {int(values['support'])} |"
         )
     return "\n".join(lines)
+
+
+def expected_metadata(policy: decision.DecisionPolicy) -> dict[str, float | str]:
+    """The policy's expected alerts per day and precision, for the model's page."""
+    expected = policy.expected
+    if expected is None:
+        return {}
+    return {
+        "expected_alerts_per_day": expected.alerts_per_day,
+        "expected_alert_share": expected.alert_share,
+        "expected_precision": expected.precision,
+        "expected_recall": expected.recall,
+        "expected": expected.text(),
+    }
 
 
 def build_model_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
@@ -181,6 +222,7 @@ def build_model_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
                 config.decision_params(),
                 config.refit_on_all,
                 fleet,
+                recent=training.rows_unseen_by(machine_features, cutoff, horizon_hours),
             )
         except training.NotEnoughHistoryError as error:
             raise dg.Failure(description=str(error)) from error
@@ -192,6 +234,8 @@ def build_model_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
             champion,
             challenger_score,
             config.champion_tolerance,
+            outcome.failures,
+            config.min_validation_failures,
         )
         active = active_run()
         assert active is not None, "the mlflow resource starts a run for every Dagster run"
@@ -209,6 +253,7 @@ def build_model_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
             context.asset_key.to_user_string(),
             {**config.model_dump(), "horizon_hours": horizon_hours, "cutoff": str(cutoff.date())},
             fleet,
+            typical=explain.typical_values(rows, fleet),
         )
         pictures = model_pictures(outcome.validated_model, outcome.predictions, fleet)
         rows.unpersist()
@@ -224,6 +269,9 @@ def build_model_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
                 "decision_policy": dg.MetadataValue.md(
                     f"strategy: {outcome.policy.strategy}\n\n{outcome.policy.table()}"
                 ),
+                **expected_metadata(outcome.policy),
+                "validation_failures": dg.MetadataValue.json(outcome.failures),
+                "evaluation": outcome.evaluation,
                 "macro_f1": training.macro(outcome.metrics, "f1"),
                 "fleet": f"{fleet.name} ({fleet.fingerprint})",
                 "macro_pr_auc": gate.macro_pr_auc,
@@ -245,7 +293,9 @@ def build_model_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
         )
         yield dg.AssetCheckResult(
             check_name=QUALITY_GATE,
-            passed=gate.passed,
+            # A version too little evidence could judge is used, and the check warns.
+            passed=gate.passed and not gate.not_judged,
+            severity=dg.AssetCheckSeverity.WARN if gate.not_judged else dg.AssetCheckSeverity.ERROR,
             metadata={
                 "macro_pr_auc": gate.macro_pr_auc,
                 "floor": gate.floor,
@@ -256,7 +306,8 @@ def build_model_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
                     if gate.champion is not None
                     else NO_CHAMPION_COMPARISON
                 ),
-                "reasons": "; ".join(gate.reasons) or "passed",
+                "reasons": "; ".join(gate.reasons) or gate.not_judged or "passed",
+                "judged_components": ", ".join(gate.judged) or "none",
                 "model_version": int(version.version),
             },
         )

@@ -1,6 +1,6 @@
 """Outcomes: the scores of a day against the labels that became known, a horizon later."""
 
-from datetime import date, timedelta
+from datetime import timedelta
 from functools import reduce
 
 import dagster as dg
@@ -8,10 +8,12 @@ from matplotlib.figure import Figure
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pdm_assets import monitoring, plots
+from pdm_assets import decision, feedback, monitoring, plots
 from pdm_assets.assets.model import metrics_table
 from pdm_assets.fleet import DEFAULT_FLEET, Fleet
 from pdm_assets.partitions import GraphPartitions, partition_window
+from pdm_assets.registry import ModelRegistry
+from pdm_assets.sources import RawSource
 from pdm_assets.spark import SparkResource, StepLauncherParam
 from pdm_assets.timewindow import Window
 from pdm_assets.warehouse import (
@@ -68,6 +70,8 @@ def build_outcomes_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
         step_launcher: StepLauncherParam,
         spark: SparkResource,
         warehouse: WarehouseResource,
+        source: RawSource,
+        model_registry: ModelRegistry,
         machine_scores: DataFrame,
         failure_labels: DataFrame,
     ) -> dg.Output[DataFrame]:
@@ -77,15 +81,26 @@ def build_outcomes_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
             machine_scores, failure_labels, fleet
         )
         drift, max_drift, drift_note = drift_since_cutoff(warehouse.store, session, window, fleet)
-        per_day = [
-            monitoring.outcome_rows(
-                session,
-                day,
-                *_day_quality(machine_scores, failure_labels, day, fleet),
-                max_drift,
+        planner = feedback.validate(source.read_feedback(session), fleet).valid.cache()
+        expected = _expected_by_version(model_registry, machine_scores)
+        per_day = []
+        day_outcomes = []
+        for day in window.days:
+            day_scores = machine_scores.where(F.col("date") == F.lit(day))
+            day_labels = failure_labels.where(F.col("date") == F.lit(day))
+            outcome = monitoring.alert_outcome(day_scores, day_labels, planner, fleet.horizon_hours)
+            day_outcomes.append(outcome)
+            per_day.append(
+                monitoring.outcome_rows(
+                    session,
+                    day,
+                    *monitoring.realised_quality(day_scores, day_labels, fleet),
+                    max_drift,
+                    outcome,
+                    _expected_of_day(expected, day_scores),
+                )
             )
-            for day in window.days
-        ]
+        planner.unpersist()
         outcomes = reduce(DataFrame.unionByName, per_day)
         top_drift = dict(sorted(drift.items(), key=lambda item: -item[1])[:5])
         return dg.Output(
@@ -95,6 +110,7 @@ def build_outcomes_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
                 "scored_rows": rows,
                 "censored_rows": censored,
                 "alert_rate": alerts / rows if rows else 0.0,
+                **expected_beside_realised(day_outcomes, expected),
                 "realised_metrics": dg.MetadataValue.md(metrics_table(metrics)),
                 "max_feature_drift": dg.MetadataValue.float(max_drift)
                 if max_drift is not None
@@ -110,6 +126,48 @@ def build_outcomes_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
         )
 
     return model_outcomes
+
+
+def _expected_by_version(
+    registry: ModelRegistry, scores: DataFrame
+) -> dict[int, decision.Expectation]:
+    """The expectation stored with each model version that scored these rows."""
+    versions = [int(row[0]) for row in scores.select("model_version").distinct().collect()]
+    found = {version: registry.policy_of(version).expected for version in versions}
+    return {version: value for version, value in found.items() if value is not None}
+
+
+def _expected_of_day(
+    expected: dict[int, decision.Expectation], day_scores: DataFrame
+) -> tuple[float | None, float | None]:
+    versions = [int(row[0]) for row in day_scores.select("model_version").distinct().collect()]
+    known = [expected[v] for v in versions if v in expected]
+    if not known:
+        return None, None
+    return known[0].alerts_per_day, known[0].precision
+
+
+def expected_beside_realised(
+    outcomes: list[monitoring.AlertOutcome], expected: dict[int, decision.Expectation]
+) -> dict[str, float | str]:
+    """The model page's expectations next to what the days delivered, for the asset page."""
+    days = len(outcomes)
+    alerts = sum(outcome.alerts for outcome in outcomes)
+    right = sum(outcome.alerts * outcome.pooled_precision for outcome in outcomes)
+    realised: dict[str, float | str] = {
+        "realised_alerts_per_day": alerts / days if days else 0.0,
+        "realised_pooled_precision": right / alerts if alerts else 0.0,
+        "false_alarms_measured": sum(outcome.false_alarms_measured for outcome in outcomes),
+        "false_alarms_recorded": sum(outcome.false_alarms_recorded for outcome in outcomes),
+        "alerted_machine_components": sum(outcome.alerted_pairs for outcome in outcomes),
+    }
+    if expected:
+        first = next(iter(expected.values()))
+        realised["expected_alerts_per_day"] = first.alerts_per_day
+        realised["expected_pooled_precision"] = first.precision
+    else:
+        realised["expected"] = "not recorded by the scoring model version"
+    return realised
 
 
 def drift_since_cutoff(
@@ -129,16 +187,6 @@ def drift_since_cutoff(
     drift = monitoring.feature_drift(current, reference, fleet)
     compared = f"features of {window.label()} against {reference_window.label()}"
     return drift, max(drift.values(), default=None), compared
-
-
-def _day_quality(
-    scores: DataFrame, labels: DataFrame, day: date, fleet: Fleet
-) -> tuple[dict[str, dict[str, float]], int, int, int]:
-    return monitoring.realised_quality(
-        scores.where(F.col("date") == F.lit(day)),
-        labels.where(F.col("date") == F.lit(day)),
-        fleet,
-    )
 
 
 def _trend_figure(

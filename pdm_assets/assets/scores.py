@@ -8,6 +8,7 @@ from pyspark.sql import DataFrame
 
 from pdm_assets import plots, scoring
 from pdm_assets.assets.schemas import column_schema
+from pdm_assets.explain import REASONS_TYPE, Explainer
 from pdm_assets.fleet import Fleet
 from pdm_assets.partitions import GraphPartitions, partition_window
 from pdm_assets.registry import FleetMismatchError, ModelRegistry, cutoff_of
@@ -26,6 +27,9 @@ def score_schema(fleet: Fleet) -> dg.TableSchema:
         "alert": "boolean",
         "alert_component": "int",
         "alert_component_name": "string",
+        "alert_threshold": "double",
+        "alert_reasons": REASONS_TYPE,
+        "days_since_replacement": "double",
         "model_name": "string",
         "model_version": "int",
         "model_cutoff": "date",
@@ -71,6 +75,14 @@ def build_scores_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
                 asset="machine_scores",
                 description="Every machine with a feature row has a score at that time.",
             ),
+            dg.AssetCheckSpec(
+                "every_alert_explained",
+                asset="machine_scores",
+                description=(
+                    "Every alert carries its reasons: the features that added most to its "
+                    "component's probability (exact for the forest; the boosted option has none)."
+                ),
+            ),
         ],
     )
     def machine_scores(
@@ -107,6 +119,9 @@ def build_scores_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
                 severity=dg.AssetCheckSeverity.WARN,
                 metadata={"skip_reason": reason},
             )
+            yield dg.AssetCheckResult(
+                check_name="every_alert_explained", passed=True, metadata={"alerts": 0}
+            )
             return
         # Months without any model before them stay unscored (their days are written empty,
         # and the check below says so); the others are scored.
@@ -121,6 +136,7 @@ def build_scores_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
             context.log.warning(f"not scored: {unscored}")
         scored_parts = []
         policies = {}
+        explainers: dict[str, Explainer | None] = {}
         for month, part in months:
             version = versions[month]
             if version is None:
@@ -130,6 +146,8 @@ def build_scores_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
             except FleetMismatchError as error:
                 raise dg.Failure(description=str(error)) from error
             policies[month] = model_registry.load_policy(version)
+            if version.version not in explainers:
+                explainers[version.version] = model_registry.load_explainer(version)
             scored_parts.append(
                 scoring.score_rows(
                     model_registry.load(version.version),
@@ -139,6 +157,7 @@ def build_scores_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
                     int(version.version),
                     cutoff_of(version),
                     fleet,
+                    explainers[version.version],
                 )
             )
         # Months whose own model failed its gate (or was not trained) score with the last good
@@ -165,6 +184,7 @@ def build_scores_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
                 "machines_scored": summary.machines,
                 "alerts": summary.alerts,
                 "alerts_by_component": dg.MetadataValue.json(summary.alerts_by_component),
+                "alerts_without_reasons": summary.alerts_without_reasons,
                 "alert_rate": summary.alerts / summary.rows if summary.rows else 0.0,
                 "decision_policy": dg.MetadataValue.md(
                     "\n\n".join(
@@ -192,6 +212,18 @@ def build_scores_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
             # Months without a model are a known gap, not a scoring fault.
             severity=dg.AssetCheckSeverity.WARN if missing else dg.AssetCheckSeverity.ERROR,
             metadata={"feature_rows_without_score": summary.unscored_rows, "unscored": unscored},
+        )
+        unexplainable = sorted(f"v{v}" for v, explainer in explainers.items() if explainer is None)
+        yield dg.AssetCheckResult(
+            check_name="every_alert_explained",
+            passed=summary.alerts_without_reasons == 0,
+            # A learner without exact reasons is a choice, not a fault.
+            severity=dg.AssetCheckSeverity.WARN if unexplainable else dg.AssetCheckSeverity.ERROR,
+            metadata={
+                "alerts": summary.alerts,
+                "alerts_without_reasons": summary.alerts_without_reasons,
+                "versions_without_exact_reasons": ", ".join(unexplainable) or "none",
+            },
         )
 
     return machine_scores
