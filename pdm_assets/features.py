@@ -124,31 +124,29 @@ def replacements(maintenance: DataFrame, failures: DataFrame) -> DataFrame:
     return maintenance.select(*columns).unionByName(failures.select(*columns)).distinct()
 
 
-def maintenance_features(
-    observations: DataFrame, replaced: DataFrame, fleet: Fleet = DEFAULT_FLEET
+def latest_so_far(
+    observations: DataFrame, events: DataFrame, kind_column: str, kinds: int
 ) -> DataFrame:
-    """Days (hours / 24) since the last replacement of each component at or before t.
+    """Each observation (machine_id, datetime) with `_last<k>`, the time of the latest event of
+    kind k (1..kinds, in `kind_column`) at or before it, null if none.
 
-    `replaced` must hold the machine's whole history; a component never replaced is null.
-    Observations and replacements go into one timeline per machine, replacements first at equal
-    times ("at or before t"); each observation takes the latest replacement so far of each
-    component. A join of every observation with every earlier replacement would grow with the
-    square of the history (20 M pairs for a year of 1000 machines).
+    Observations and events go into one timeline per machine, events first at equal times ("at
+    or before t"), and a running max carries each kind's latest time forward: a join of every
+    observation with every earlier event would grow with the square of the history.
     """
-    components = range(1, len(fleet.component_names) + 1)
     observed = observations.select(
         "machine_id",
         "datetime",
         F.lit(1).alias("_observation"),
-        *[F.lit(None).cast("timestamp").alias(f"_replaced{c}") for c in components],
+        *[F.lit(None).cast("timestamp").alias(f"_at{k}") for k in range(1, kinds + 1)],
     )
-    replacements_by_component = replaced.select(
+    by_kind = events.select(
         "machine_id",
         "datetime",
         F.lit(0).alias("_observation"),
         *[
-            F.when(F.col("component") == F.lit(c), F.col("datetime")).alias(f"_replaced{c}")
-            for c in components
+            F.when(F.col(kind_column) == F.lit(k), F.col("datetime")).alias(f"_at{k}")
+            for k in range(1, kinds + 1)
         ],
     )
     so_far = (
@@ -156,12 +154,27 @@ def maintenance_features(
         .orderBy("datetime", "_observation")
         .rowsBetween(Window.unboundedPreceding, Window.currentRow)
     )
-    timeline = observed.unionByName(replacements_by_component).select(
+    timeline = observed.unionByName(by_kind).select(
         "machine_id",
         "datetime",
         "_observation",
-        *[F.max(f"_replaced{c}").over(so_far).alias(f"_last{c}") for c in components],
+        *[F.max(f"_at{k}").over(so_far).alias(f"_last{k}") for k in range(1, kinds + 1)],
     )
+    return timeline.where(F.col("_observation") == 1).drop("_observation")
+
+
+def maintenance_features(
+    observations: DataFrame, replaced: DataFrame, fleet: Fleet = DEFAULT_FLEET
+) -> DataFrame:
+    """Days (hours / 24) since the last replacement of each component at or before t.
+
+    `replaced` must hold the machine's whole history; a component never replaced is null. The
+    latest replacement so far comes from one timeline per machine (`latest_so_far`): a join of
+    every observation with every earlier replacement would grow with the square of the history
+    (20 M pairs for a year of 1000 machines).
+    """
+    components = range(1, len(fleet.component_names) + 1)
+    timeline = latest_so_far(observations, replaced, "component", len(components))
     days = [
         (
             (_epoch_seconds(F.col("datetime")) - _epoch_seconds(F.col(f"_last{component}")))
@@ -169,7 +182,7 @@ def maintenance_features(
         ).alias(name)
         for component, name in zip(components, fleet.maintenance_features, strict=True)
     ]
-    return timeline.where(F.col("_observation") == 1).select("machine_id", "datetime", *days)
+    return timeline.select("machine_id", "datetime", *days)
 
 
 # -- extra features (docs/model.md, "Extra features"; each family off unless the description
@@ -322,44 +335,18 @@ def hours_since_last_error(
     """Hours from the last error of each code in (t - L, t] to t, L = `errors.since_lookback_hours`;
     null when the code has no error within the lookback.
 
-    As `maintenance_features` does: observations and errors in one timeline per machine, errors
-    first at equal times ("at or before t"), each observation taking the latest error so far of
-    each code. The lookback bounds the answer, so it does not depend on how much error history
-    was read (`errors` must reach back L before the first observation).
+    The latest error so far of each code comes from one timeline per machine (`latest_so_far`).
+    The lookback bounds the answer, so it does not depend on how much error history was read
+    (`errors` must reach back L before the first observation).
     """
     codes = range(1, len(fleet.errors.codes) + 1)
     lookback = fleet.errors.since_lookback_hours * SECONDS_PER_HOUR
-    observed = observations.select(
-        "machine_id",
-        "datetime",
-        F.lit(1).alias("_observation"),
-        *[F.lit(None).cast("timestamp").alias(f"_error{c}") for c in codes],
-    )
-    errors_by_code = errors.select(
-        "machine_id",
-        "datetime",
-        F.lit(0).alias("_observation"),
-        *[
-            F.when(F.col("error_id") == F.lit(c), F.col("datetime")).alias(f"_error{c}")
-            for c in codes
-        ],
-    )
-    so_far = (
-        Window.partitionBy("machine_id")
-        .orderBy("datetime", "_observation")
-        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    )
-    timeline = observed.unionByName(errors_by_code).select(
-        "machine_id",
-        "datetime",
-        "_observation",
-        *[F.max(f"_error{c}").over(so_far).alias(f"_last{c}") for c in codes],
-    )
+    timeline = latest_so_far(observations, errors, "error_id", len(codes))
     hours = []
     for code, name in zip(codes, fleet.hours_since_features, strict=True):
         since = _epoch_seconds(F.col("datetime")) - _epoch_seconds(F.col(f"_last{code}"))
         hours.append(F.when(since < F.lit(lookback), since / F.lit(SECONDS_PER_HOUR)).alias(name))
-    return timeline.where(F.col("_observation") == 1).select("machine_id", "datetime", *hours)
+    return timeline.select("machine_id", "datetime", *hours)
 
 
 def compute(

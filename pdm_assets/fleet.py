@@ -85,6 +85,13 @@ def _check_unique(names: Sequence[str], what: str) -> None:
         seen.add(name.lower())
 
 
+def _check_family_windows(value: list[int]) -> list[int]:
+    """The windows of an extra feature family: at least one, each a valid window."""
+    if not value:
+        raise ValueError("at least one window is needed (or switch the family off)")
+    return _check_windows(value)
+
+
 def _check_windows(value: list[int]) -> list[int]:
     """Positive hours, none twice, in increasing order."""
     if any(window <= 0 for window in value):
@@ -197,9 +204,7 @@ class Telemetry(_Strict):
     @field_validator("trend_windows_hours", "deviation_windows_hours")
     @classmethod
     def _extra_windows(cls, value: list[int]) -> list[int]:
-        if not value:
-            raise ValueError("at least one window is needed (or switch the family off)")
-        return _check_windows(value)
+        return _check_family_windows(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> Telemetry:
@@ -256,9 +261,7 @@ class Errors(_Strict):
     @field_validator("extra_windows_hours")
     @classmethod
     def _extra_windows(cls, value: list[int]) -> list[int]:
-        if not value:
-            raise ValueError("at least one window is needed (or switch the family off)")
-        return _check_windows(value)
+        return _check_family_windows(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> Errors:
