@@ -24,11 +24,11 @@ import json
 import logging
 import sys
 from dataclasses import replace
-from datetime import date, timedelta
-from pathlib import Path
+from datetime import date
 from typing import Any
 
 import numpy as np
+from kept_fleets import add_arguments, kept_folder, next_month
 from pyspark.sql import functions as F
 from results_file import write_result
 
@@ -38,19 +38,6 @@ logger = logging.getLogger("alert_policy")
 GRID_MIN_FAILURES = (0, 5, 10)
 GRID_BUDGET_RATIO = (0.25, 0.5, 1.0)
 GRID_CAP = (1.0,)
-
-
-def _next_month(day: date) -> date:
-    return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
-
-
-def _folder(value: str, default_cutoff: date | None) -> tuple[Path, date]:
-    path, _, cutoff = value.partition(":")
-    if cutoff:
-        return Path(path), date.fromisoformat(cutoff)
-    if default_cutoff is None:
-        raise SystemExit(f"{value}: no cutoff (give --cutoff or DIR:YYYY-MM-01)")
-    return Path(path), default_cutoff
 
 
 def month_metrics(labels: np.ndarray, alerted: np.ndarray, components: int) -> dict[str, float]:
@@ -84,9 +71,7 @@ def variant_of(result: dict[str, Any]) -> tuple[Any, ...]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("work", nargs="+", help="folders kept by model_quality.py [:cutoff]")
-    parser.add_argument("--cutoff", type=date.fromisoformat)
-    parser.add_argument("--output", default="alert_policy.json")
+    add_arguments(parser, "alert_policy.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -102,11 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     params, rules = training.ClassifierParams(), training.DecisionParams()
     results: list[dict[str, Any]] = []
     for value in args.work:
-        work, cutoff_day = _folder(value, args.cutoff)
+        work, cutoff_day = kept_folder(value, args.cutoff)
         cutoff = midnight(cutoff_day)
         store = open_store(str(work / "pdm" / "warehouse"))
         history = Window.of_days(date(2015, 1, 1), cutoff_day)
-        month = Window.of_days(cutoff_day, _next_month(cutoff_day))
+        month = Window.of_days(cutoff_day, next_month(cutoff_day))
         features = store.read_window(spark, "machine_features", history).cache()
         rows = training.training_rows(
             features, store.read_window(spark, "failure_labels", history), cutoff, horizon

@@ -26,10 +26,10 @@ import json
 import logging
 import sys
 import time
-from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from kept_fleets import add_arguments, kept_folder, next_month
 from pyspark.sql import functions as F
 from results_file import write_result
 
@@ -38,24 +38,9 @@ EXTRAS_FLEET = Path(__file__).resolve().parents[1] / "pdm_assets_tests/data/azur
 VALIDATION_DAYS = 21
 
 
-def _next_month(day: date) -> date:
-    return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
-
-
-def _folder(value: str, default_cutoff: date | None) -> tuple[Path, date]:
-    path, _, cutoff = value.partition(":")
-    if cutoff:
-        return Path(path), date.fromisoformat(cutoff)
-    if default_cutoff is None:
-        raise SystemExit(f"{value}: no cutoff (give --cutoff or DIR:YYYY-MM-01)")
-    return Path(path), default_cutoff
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("work", nargs="+", help="folders kept by model_quality.py [:cutoff]")
-    parser.add_argument("--cutoff", type=date.fromisoformat)
-    parser.add_argument("--output", default="extra_features.json")
+    add_arguments(parser, "extra_features.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -71,9 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     params, rules = training.ClassifierParams(), training.DecisionParams()
     results: list[dict[str, Any]] = []
     for value in args.work:
-        work, cutoff_day = _folder(value, args.cutoff)
+        work, cutoff_day = kept_folder(value, args.cutoff)
         cutoff = midnight(cutoff_day)
-        month_end = _next_month(cutoff_day)
+        month_end = next_month(cutoff_day)
         store = open_store(str(work / "pdm" / "warehouse"))
         first_day = store.partition_dates("raw_telemetry")[0]
         history = Window.of_days(first_day, month_end)
