@@ -36,6 +36,7 @@ SMALL_MODEL = {
     "validation_days": 7,
     "min_pr_auc_lift": 0.0,
     "alert_budget_ratio": 4.0,
+    "cross_fit_folds": 2,  # the cross-fitted path of a small fleet, at a test's cost
 }
 
 

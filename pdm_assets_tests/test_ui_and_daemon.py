@@ -85,7 +85,13 @@ def _prepare_home(home: Path) -> dict[str, str]:
                 },
             )
             assert ingest.success
-            small = {"num_trees": 5, "validation_days": 7, "min_pr_auc_lift": 0.0}
+            # Two folds where validation is thin: the cross-fitted path, at a test's cost.
+            small = {
+                "num_trees": 5,
+                "validation_days": 7,
+                "min_pr_auc_lift": 0.0,
+                "cross_fit_folds": 2,
+            }
             train = defs.resolve_job_def(TRAIN_JOB).execute_in_process(
                 instance=instance,
                 partition_key="2015-02-01",
