@@ -1,6 +1,6 @@
 """Outcomes: the scores of a day against the labels that became known, a horizon later."""
 
-from datetime import timedelta
+from datetime import date, timedelta
 from functools import reduce
 
 import dagster as dg
@@ -82,7 +82,8 @@ def build_outcomes_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
         )
         drift, max_drift, drift_note = drift_since_cutoff(warehouse.store, session, window, fleet)
         planner = feedback.validate(source.read_feedback(session), fleet).valid.cache()
-        expected = _expected_by_version(model_registry, machine_scores)
+        versions_by_day = _versions_by_day(machine_scores)
+        expected = _expected_by_version(model_registry, versions_by_day)
         per_day = []
         day_outcomes = []
         for day in window.days:
@@ -97,7 +98,7 @@ def build_outcomes_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
                     *monitoring.realised_quality(day_scores, day_labels, fleet),
                     max_drift,
                     outcome,
-                    _expected_of_day(expected, day_scores),
+                    _expected_of_day(expected, versions_by_day.get(day, [])),
                 )
             )
         planner.unpersist()
@@ -128,19 +129,26 @@ def build_outcomes_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
     return model_outcomes
 
 
+def _versions_by_day(scores: DataFrame) -> dict[date, list[int]]:
+    """The model versions that scored each day, in one pass (not one Spark job per day)."""
+    found: dict[date, list[int]] = {}
+    for row in scores.select("date", "model_version").distinct().collect():
+        found.setdefault(row["date"], []).append(int(row["model_version"]))
+    return {day: sorted(versions) for day, versions in found.items()}
+
+
 def _expected_by_version(
-    registry: ModelRegistry, scores: DataFrame
+    registry: ModelRegistry, versions_by_day: dict[date, list[int]]
 ) -> dict[int, decision.Expectation]:
     """The expectation stored with each model version that scored these rows."""
-    versions = [int(row[0]) for row in scores.select("model_version").distinct().collect()]
-    found = {version: registry.policy_of(version).expected for version in versions}
+    versions = {version for day in versions_by_day.values() for version in day}
+    found = {version: registry.policy_of(version).expected for version in sorted(versions)}
     return {version: value for version, value in found.items() if value is not None}
 
 
 def _expected_of_day(
-    expected: dict[int, decision.Expectation], day_scores: DataFrame
+    expected: dict[int, decision.Expectation], versions: list[int]
 ) -> tuple[float | None, float | None]:
-    versions = [int(row[0]) for row in day_scores.select("model_version").distinct().collect()]
     known = [expected[v] for v in versions if v in expected]
     if not known:
         return None, None
