@@ -89,6 +89,18 @@ def child_files(location: str, suffix: str = "") -> list[str]:
     ]
 
 
+# What a file system reports that changes when a file is written again: size, modification time,
+# and an object store's ETag or version where it has one.
+_IDENTITY_FIELDS = ("size", "mtime", "LastModified", "last_modified", "ETag", "etag", "version_id")
+
+
+def identity(location: str) -> str:
+    """A short text that changes whenever the file at `location` is written again."""
+    fs, path = fs_and_path(location)
+    info = fs.info(path)
+    return ";".join(f"{name}={info[name]}" for name in _IDENTITY_FIELDS if name in info)
+
+
 def open_binary(location: str) -> IO[bytes]:
     fs, path = fs_and_path(location)
     handle: IO[bytes] = fs.open(path, "rb")

@@ -23,6 +23,7 @@ writing (the simulator, a test) is to a local folder.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -87,6 +88,14 @@ def is_day_complete(landing: Path | str, day: date, tables: Sequence[str]) -> bo
     if not filesystem.is_file(complete_marker(landing, day)):
         return False
     return all(filesystem.is_file(table_path(landing, day, table)) for table in tables)
+
+
+def day_fingerprint(landing: Path | str, day: date, tables: Sequence[str]) -> str:
+    """A short hash that changes when the day is landed again: its marker and files written anew
+    (a corrected day), even with the same row counts."""
+    parts = [filesystem.identity(complete_marker(landing, day))]
+    parts += [filesystem.identity(table_path(landing, day, table)) for table in tables]
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
 
 
 def parse_day_dir(name: str) -> date | None:
