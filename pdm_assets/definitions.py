@@ -16,6 +16,7 @@ from pdm_assets.jobs import JOBS, TRAIN_JOB, landed_day_job, outcomes_job
 from pdm_assets.partitions import GraphPartitions, build_partitions
 from pdm_assets.resources import resources_for
 from pdm_assets.settings import Settings, load_settings
+from pdm_assets.watchdog import build_run_worker_watchdog
 
 
 def build_assets(partitions: GraphPartitions) -> list[dg.AssetsDefinition]:
@@ -41,7 +42,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
                 partitions.daily,
                 settings.fleet,
                 [landed_day_job, outcomes_job],
-            )
+            ),
+            build_run_worker_watchdog(),
         ],
         schedules=[build_training_schedule(partitions.monthly, TRAIN_JOB)],
         resources=resources_for(settings),

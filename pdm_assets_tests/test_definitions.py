@@ -11,7 +11,6 @@ import pytest
 
 from pdm_assets.databricks import no_step_launcher
 from pdm_assets.definitions import build_definitions
-from pdm_assets.instance_config import ensure_instance_yaml
 from pdm_assets.resources import RESOURCES_BY_ENVIRONMENT
 from pdm_assets.settings import ENVIRONMENTS, load_settings
 from pdm_assets.sources import CsvFolderSource, SimulatedFleetSource
@@ -188,18 +187,6 @@ def test_a_landing_folder_is_read_only_and_never_simulated_into(
     assert str(tmp_path / "producer") in (sensor.description or "")
 
 
-def test_the_instance_the_project_writes_monitors_runs(tmp_path: Path) -> None:
-    path = ensure_instance_yaml(tmp_path / "dagster")
-    with dg.DagsterInstance.from_config(str(tmp_path / "dagster")) as instance:
-        assert instance.run_monitoring_enabled
-        assert instance.run_monitoring_start_timeout_seconds == 180
-        assert instance.run_monitoring_max_runtime_seconds == 21600
-    # A dagster.yaml the user wrote is theirs.
-    path.write_text("telemetry:\n  enabled: false\n")
-    ensure_instance_yaml(tmp_path / "dagster")
-    assert path.read_text() == "telemetry:\n  enabled: false\n"
-
-
 def test_missing_java_names_what_to_install(tmp_path: Path) -> None:
     with pytest.raises(JavaNotFoundError, match="openjdk-17"):
         find_java({"PATH": str(tmp_path)})
@@ -248,3 +235,23 @@ def test_a_tables_source_is_built_from_pdm_tables(
     monkeypatch.setenv("PDM_TABLES", '{"telemetri": "main.plant.telemetry"}')
     with pytest.raises(ValueError, match="'telemetri' is not a table"):
         RESOURCES_BY_ENVIRONMENT["local"](load_settings())
+
+
+def test_the_spark_settings_never_show_in_what_the_ui_serves(
+    pdm_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 9 of issue 19: PDM_SPARK_CONF (where object-store keys go) was plain resource
+    config, which the UI's GraphQL serves to anyone who can open it."""
+    from dagster._core.remote_representation.external_data import RepositorySnap
+    from dagster._serdes import serialize_value
+
+    from pdm_assets.settings import parse_spark_conf
+
+    monkeypatch.setenv("PDM_SPARK_CONF", '{"spark.hadoop.fs.s3a.secret.key": "s3cr3t-v4lue"}')
+    defs = build_definitions()
+    served = serialize_value(RepositorySnap.from_def(defs.get_repository_def()))
+    assert "s3cr3t-v4lue" not in served
+    assert "PDM_SPARK_CONF" in served  # the variable's name is shown instead
+    # The runs still get the settings: the resource reads the variable when it starts.
+    started = defs.resources["spark"].process_config_and_initialize()
+    assert parse_spark_conf(started.conf_json) == {"spark.hadoop.fs.s3a.secret.key": "s3cr3t-v4lue"}

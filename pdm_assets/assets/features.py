@@ -10,6 +10,7 @@ from pyspark.sql import functions as F
 from pdm_assets import features, labels
 from pdm_assets.assets.schemas import column_schema
 from pdm_assets.fleet import Fleet, names_text
+from pdm_assets.instance_config import WAREHOUSE_POOL
 from pdm_assets.partitions import GraphPartitions, partition_window
 from pdm_assets.spark import StepLauncherParam
 from pdm_assets.timewindow import Window, midnight, timestamp_literal
@@ -83,6 +84,7 @@ def build_feature_assets(partitions: GraphPartitions) -> list[dg.AssetsDefinitio
     horizon_hours = fleet.horizon_hours
 
     @dg.asset(
+        pool=WAREHOUSE_POOL,
         group_name=FEATURES_GROUP,
         description=describe_features(fleet),
         metadata={"dagster/column_schema": feature_schema(fleet)},
@@ -161,6 +163,7 @@ def build_feature_assets(partitions: GraphPartitions) -> list[dg.AssetsDefinitio
         )
 
     @dg.asset(
+        pool=WAREHOUSE_POOL,
         group_name=FEATURES_GROUP,
         description=(
             f"For each feature row at t: the component ({names_text(fleet.component_names)}) "

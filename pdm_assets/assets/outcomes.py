@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 from pdm_assets import decision, feedback, monitoring, plots
 from pdm_assets.assets.model import metrics_table
 from pdm_assets.fleet import DEFAULT_FLEET, Fleet
+from pdm_assets.instance_config import WAREHOUSE_POOL
 from pdm_assets.partitions import GraphPartitions, partition_window
 from pdm_assets.registry import ModelRegistry
 from pdm_assets.sources import RawSource
@@ -35,6 +36,7 @@ def build_outcomes_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
     fleet = partitions.fleet
 
     @dg.asset(
+        pool=WAREHOUSE_POOL,
         group_name=MONITORING_GROUP,
         description=(
             "Per day and component: realised precision, recall and F1 of the alerts (the "

@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 
 from pdm_assets.assets.schemas import column_schema
 from pdm_assets.fleet import Fleet, names_text
+from pdm_assets.instance_config import WAREHOUSE_POOL
 from pdm_assets.landing import LandingError
 from pdm_assets.partitions import GraphPartitions, partition_window
 from pdm_assets.raw_text import SourceFormatError
@@ -121,6 +122,7 @@ def build_raw_event_asset(name: str, partitions: GraphPartitions) -> dg.AssetsDe
     types = expected_types(table, fleet)
 
     @dg.multi_asset(
+        pool=WAREHOUSE_POOL,
         name=name,
         group_name=RAW_GROUP,
         outs={
@@ -247,6 +249,7 @@ def build_raw_machines(partitions: GraphPartitions) -> dg.AssetsDefinition:
     }
 
     @dg.multi_asset(
+        pool=WAREHOUSE_POOL,
         name="raw_machines",
         group_name=RAW_GROUP,
         outs={

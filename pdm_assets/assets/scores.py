@@ -10,6 +10,7 @@ from pdm_assets import plots, scoring
 from pdm_assets.assets.schemas import column_schema
 from pdm_assets.explain import REASONS_TYPE, Explainer
 from pdm_assets.fleet import Fleet
+from pdm_assets.instance_config import WAREHOUSE_POOL
 from pdm_assets.partitions import GraphPartitions, partition_window
 from pdm_assets.registry import FleetMismatchError, ModelRegistry, cutoff_of
 from pdm_assets.spark import StepLauncherParam
@@ -43,6 +44,7 @@ def build_scores_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
     components = ", ".join(fleet.component_names)
 
     @dg.asset(
+        pool=WAREHOUSE_POOL,
         group_name=SCORING_GROUP,
         description=(
             f"For each machine and observation time: one probability per class (none, "

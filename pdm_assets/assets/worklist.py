@@ -10,6 +10,7 @@ from pyspark.sql import functions as F
 
 from pdm_assets import feedback, worklist
 from pdm_assets.assets.schemas import column_schema
+from pdm_assets.instance_config import WAREHOUSE_POOL
 from pdm_assets.partitions import GraphPartitions, partition_window
 from pdm_assets.sources import RawSource
 from pdm_assets.spark import SparkResource, StepLauncherParam
@@ -35,6 +36,7 @@ def build_worklist_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
     fleet = partitions.fleet
 
     @dg.asset(
+        pool=WAREHOUSE_POOL,
         group_name=SCORING_GROUP,
         description=(
             "The day's maintenance work list: one row per (machine, component) that alerted, "
