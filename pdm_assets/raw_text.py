@@ -69,6 +69,13 @@ def read_header(path: Path | str) -> list[str]:
         raise SourceFormatError(f"{path}: cannot read its header ({error})") from error
     if not first.strip():
         raise SourceFormatError(f"{path}: empty file, no header line")
+    if first.endswith("\r"):
+        # Python's text mode ends a line at a lone CR; Spark's reader (and the row split here)
+        # only at LF or CRLF, so the whole file would be one header line and no rows.
+        raise SourceFormatError(
+            f"{path}: its lines end in CR alone (old Mac line endings); only LF or CRLF line "
+            "endings are read. Convert the file (e.g. tr '\\r' '\\n') and land it again"
+        )
     return [_clean_name(name) for name in first.rstrip("\r\n").split(",")]
 
 

@@ -10,11 +10,12 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
 from pyspark.sql import functions as F
 
 from pdm_assets.timewindow import Window
 from pdm_assets.warehouse import MissingDatasetError, TableWarehouse, Warehouse
+from pdm_assets.warehouse.folder import RowsNotVisibleError
 
 
 def _frame(spark: SparkSession, rows: list[tuple[str, int]]) -> DataFrame:
@@ -153,6 +154,27 @@ def test_rows_outside_the_window_are_refused_not_dropped(spark, tmp_path: Path) 
     day = Window.of_days(date(2015, 1, 1), date(2015, 1, 2))
     with pytest.raises(ValueError, match="outside the partition window"):
         warehouse.write_partitions("t", _frame(spark, [("2015-01-05", 1)]), day)
+
+
+def test_rows_written_where_the_driver_cannot_see_them_fail_and_commit_nothing(
+    spark, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 6 of issue 19: executors on other hosts writing a local path the driver does not
+    share leave staging without `date=` folders, which used to commit as empty days. Here the
+    "other hosts" are another folder: every write lands beside the path it was given."""
+    warehouse = Warehouse(tmp_path / "warehouse")
+    warehouse.write_partitions("t", _frame(spark, [("2015-01-01", 1)]), JAN)
+    real_parquet = DataFrameWriter.parquet
+
+    def elsewhere(self, path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return real_parquet(self, str(tmp_path / "other-host" / Path(path).name), *args, **kwargs)
+
+    monkeypatch.setattr(DataFrameWriter, "parquet", elsewhere)
+    with pytest.raises(RowsNotVisibleError, match="Spark wrote 2 rows but 0 are in"):
+        warehouse.write_partitions("t", _frame(spark, [("2015-01-01", 5), ("2015-01-02", 6)]), JAN)
+    monkeypatch.undo()
+    # Nothing committed: day 1 keeps its row, day 2 stays the empty day it was.
+    assert _values(warehouse.read_window(spark, "t", JAN)) == [("2015-01-01", 1)]
 
 
 def test_reading_a_dataset_never_written_names_it(spark, tmp_path: Path) -> None:

@@ -113,6 +113,14 @@ def test_crlf_lines_and_quoted_fields_are_read_as_the_values_they_hold(spark, tm
     assert reasons(result.quarantine) == {lines[1]: "volt is missing or not a finite number"}
 
 
+def test_a_file_with_cr_only_line_endings_is_refused_not_read_as_no_rows(spark, tmp_path) -> None:
+    """Finding 8 of issue 19: Python's header read split such a file at CR, Spark's row split
+    did not, and the landing path ingested 0 rows without a word."""
+    path = write(tmp_path, "telemetry", [GOOD, GOOD.replace("06:", "07:")], newline="\r")
+    with pytest.raises(SourceFormatError, match="end in CR alone"):
+        read_rows(spark, [path], TELEMETRY)
+
+
 def test_a_leading_space_or_a_one_digit_hour_is_read_not_lost(spark, tmp_path) -> None:
     lines = [" 2015-01-02 06:00:00,1,170,450,100,40", "2015-01-02 7:00:00,1,171,450,100,40"]
     result = validate_events(read(spark, tmp_path, "telemetry", lines), "telemetry", DAY)

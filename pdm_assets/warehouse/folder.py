@@ -40,7 +40,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_schema
 
@@ -62,6 +62,10 @@ STAGING_PREFIX = "_staging-"
 LOCK_TIMEOUT_SECONDS = 6 * 3600
 SUPERSEDED_GRACE_SECONDS = 3600
 _DAY_IN_PATH = r"/date=(\d{4}-\d{2}-\d{2})/"
+
+
+class RowsNotVisibleError(RuntimeError):
+    """Spark wrote rows that the driver does not find where they were written."""
 
 
 def _link_name(day: date) -> str:
@@ -96,7 +100,10 @@ class Warehouse:
 
         `frame` must have a `date` column, and every row must fall inside the window: a row
         outside would otherwise be dropped without a trace. Days without rows become empty
-        partitions, which record "materialised, nothing happened that day". Returns rows per day.
+        partitions, which record "materialised, nothing happened that day"; but the rows Spark
+        counted as it wrote must all be found in staging, or nothing is committed (a day whose
+        rows went where the driver cannot see them would otherwise become an empty partition).
+        Returns rows per day.
         """
         if DATE_COLUMN not in frame.columns:
             raise ValueError(f"{dataset}: a partitioned dataset needs a '{DATE_COLUMN}' column")
@@ -107,14 +114,19 @@ class Warehouse:
         days = window.days
         dataset_path = self.dataset_path(dataset)
         staging = dataset_path / VERSIONS / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
-        by_day(frame).write.partitionBy(DATE_COLUMN).parquet(str(staging))
+        # Counted as Spark writes, in the same job: compared below with what the driver finds in
+        # staging, so rows written where the driver cannot see them fail the step.
+        observed = Observation(f"rows_written_{staging.name}")
+        by_day(frame).observe(observed, F.count(F.lit(1)).alias("rows")).write.partitionBy(
+            DATE_COLUMN
+        ).parquet(str(staging))
         # Spark wrote one folder per date it saw; a folder outside the window (or the folder of
         # null dates) holds rows that no partition of this run would keep.
         expected = {_link_name(day) for day in days}
+        # (No staging folder at all: the driver saw none of the writes; counted below.)
+        entries = list(staging.iterdir()) if staging.is_dir() else []
         unexpected = sorted(
-            entry.name
-            for entry in staging.iterdir()
-            if entry.is_dir() and entry.name not in expected
+            entry.name for entry in entries if entry.is_dir() and entry.name not in expected
         )
         if unexpected:
             shutil.rmtree(staging, ignore_errors=True)
@@ -123,6 +135,20 @@ class Warehouse:
                 f"({', '.join(unexpected)}); refusing to drop them silently"
             )
         data_schema = to_arrow_schema(frame.drop(DATE_COLUMN).schema, timezone="UTC")
+        staged = {
+            day: _parquet_rows(staging / _link_name(day))
+            for day in days
+            if (staging / _link_name(day)).exists()
+        }
+        spark_rows = int(observed.get["rows"])
+        if sum(staged.values()) != spark_rows:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise RowsNotVisibleError(
+                f"{dataset}: Spark wrote {spark_rows} rows but {sum(staged.values())} are in "
+                f"{staging} as this process sees it; nothing was committed. The executors write "
+                "to a path this driver does not see (a folder warehouse on a cluster needs a "
+                "path every node shares; use an object-store URI or a Unity Catalog volume)"
+            )
         counts: dict[date, int] = {}
         try:
             for day in days:
@@ -133,7 +159,7 @@ class Warehouse:
                     os.replace(written, version)
                 else:
                     _write_empty_parquet(version, data_schema)
-                counts[day] = _parquet_rows(version)
+                counts[day] = staged.get(day, 0)
                 self._swap_link(dataset_path, _link_name(day), version)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
