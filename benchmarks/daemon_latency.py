@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     env.pop("PDM_SPARK_MASTER", None)
     if not args.cold:
         env["PDM_SPARK_MASTER"] = spark_server.start(home)
+        env.update(spark_server.client_environment(home))
     log = args.work / f"dagster-dev-{unlanded[0]}.log"
     server = subprocess.Popen(
         [

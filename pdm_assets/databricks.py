@@ -9,11 +9,14 @@ uses the same resources and IO manager as a local run, with the cluster's own Sp
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass
 from importlib import metadata
@@ -26,6 +29,8 @@ from dagster_pyspark.utils import DEFAULT_EXCLUDE
 from packaging.requirements import Requirement
 
 from pdm_assets.settings import Settings
+
+log = logging.getLogger(__name__)
 
 PACKAGE = "pdm_assets"
 DISTRIBUTION = "pdm_assets"
@@ -180,6 +185,30 @@ def cluster_libraries() -> list[dict[str, Any]]:
     return libraries
 
 
+def private_staging_root() -> Path:
+    """`<tmp>/pdm_assets-databricks-<uid>`, made by and for this user (mode 0700).
+
+    The copy in it is zipped and run on the cluster, so whoever could write it would decide what
+    runs there: a folder of that name that is not this user's own, private, real folder (made
+    first by someone else, or a symlink) is not used; a fresh private folder is, and the log
+    says why.
+    """
+    root = Path(tempfile.gettempdir()) / f"pdm_assets-databricks-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        root.mkdir(mode=0o700)
+    info = root.lstat()
+    if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077:
+        return root
+    fresh = Path(tempfile.mkdtemp(prefix="pdm_assets-databricks-"))
+    log.warning(
+        "%s is not a private folder of this user (someone else made it, or it is a link); "
+        "the code for the cluster is copied into %s instead",
+        root,
+        fresh,
+    )
+    return fresh
+
+
 def package_to_ship(staging_root: Path | None = None) -> Path:
     """A folder holding only a fresh copy of the pdm_assets package, for the launcher to zip.
 
@@ -188,7 +217,7 @@ def package_to_ship(staging_root: Path | None = None) -> Path:
     file whose path matches one of its exclude patterns (".*pytest.*", ".*/venv/.*", ...), so the
     copy lives in a neutral temp folder and a path that would empty the zip is refused.
     """
-    staging_root = staging_root or Path(tempfile.gettempdir()) / "pdm_assets-databricks"
+    staging_root = staging_root or private_staging_root()
     excluded = [pattern for pattern in DEFAULT_EXCLUDE if re.search(pattern, str(staging_root))]
     if excluded:
         raise ValueError(

@@ -63,7 +63,11 @@ def mlflow_resource(settings: Settings, artifacts_under_home: bool) -> dg.Resour
 
 def _shared(settings: Settings) -> dict[str, object]:
     """What every environment configures the same way from its settings."""
-    spark = SparkResource(master=settings.spark_master, conf=settings.spark_conf)
+    # PDM_SPARK_CONF may hold object-store keys: read at run time, shown as the variable's name.
+    spark = SparkResource(
+        master=settings.spark_master,
+        conf_json=dg.EnvVar("PDM_SPARK_CONF") if settings.spark_conf else "{}",
+    )
     warehouse = WarehouseResource(root=settings.warehouse, table_format=settings.warehouse_format)
     return {
         "spark": spark,

@@ -132,6 +132,20 @@ class Settings:
         return self.home / "dagster"
 
 
+def parse_spark_conf(raw: str) -> dict[str, str]:
+    """PDM_SPARK_CONF's JSON object of Spark settings (object-store keys among them). The Spark
+    resource reads the variable itself through dg.EnvVar, so its values never show in the
+    resource config the Dagster UI serves; this is the one parser both use."""
+    try:
+        return {str(k): str(v) for k, v in json.loads(raw or "{}").items()}
+    except (ValueError, AttributeError) as error:
+        # The value is not repeated: it may hold keys.
+        raise ValueError(
+            "PDM_SPARK_CONF must be a JSON object of Spark settings "
+            '({"spark.key": "value", ...}); the one set is not'
+        ) from error
+
+
 def load_settings() -> Settings:
     """Read every PDM_* variable; raise a ValueError naming the variable when one is malformed."""
     environment = _env("PDM_ENV", "local")
@@ -205,13 +219,7 @@ def load_settings() -> Settings:
         raise ValueError(
             f"PDM_WAREHOUSE_FORMAT must be one of {WAREHOUSE_FORMATS}, got {warehouse_format!r}"
         )
-    spark_conf_raw = _env("PDM_SPARK_CONF", "{}")
-    try:
-        spark_conf = {str(k): str(v) for k, v in json.loads(spark_conf_raw).items()}
-    except (ValueError, AttributeError) as error:
-        raise ValueError(
-            f"PDM_SPARK_CONF must be a JSON object of Spark settings, got {spark_conf_raw!r}"
-        ) from error
+    spark_conf = parse_spark_conf(_env("PDM_SPARK_CONF", "{}"))
     return Settings(
         environment=environment,
         home=home,

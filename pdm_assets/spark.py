@@ -16,6 +16,8 @@ import dagster as dg
 from pydantic import Field
 from pyspark.sql import SparkSession
 
+from pdm_assets.settings import parse_spark_conf
+
 MIN_JAVA_MAJOR = 17
 
 INSTALL_JAVA_HINT = (
@@ -122,6 +124,13 @@ class SparkResource(dg.ConfigurableResource):
     conf: dict[str, str] = Field(
         default_factory=dict, description="Extra Spark settings; they override the defaults."
     )
+    conf_json: str = Field(
+        default="{}",
+        description=(
+            "More Spark settings as a JSON object, over `conf`; set from PDM_SPARK_CONF as an "
+            "EnvVar, so keys in it are not shown in the UI."
+        ),
+    )
 
     def get_session(self) -> SparkSession:
         active = SparkSession.getActiveSession()
@@ -148,7 +157,7 @@ class SparkResource(dg.ConfigurableResource):
             defaults = CONNECT_DEFAULT_CONF
         else:
             defaults = CLUSTER_DEFAULT_CONF
-        for key, value in {**defaults, **self.conf}.items():
+        for key, value in {**defaults, **self.conf, **parse_spark_conf(self.conf_json)}.items():
             builder = builder.config(key, value)
         session = builder.getOrCreate()
         if self.master.startswith("sc://"):

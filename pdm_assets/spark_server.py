@@ -3,12 +3,22 @@
 Every run the daemon launches is a new process; with `local[*]` each one starts a JVM and pays
 its warm-up (the first queries of a JVM run several times slower than the same queries later).
 `make ui` starts this server beside `dagster dev` and points the runs at it
-(PDM_SPARK_MASTER=sc://127.0.0.1:<port>), so a landed day is scored by a Spark that is already
+(PDM_SPARK_MASTER=sc://localhost:<port>), so a landed day is scored by a Spark that is already
 running. The server listens on 127.0.0.1 only and runs with the local session's settings and
 PDM_SPARK_CONF's.
 
+On a shared host, loopback is not private: the server requires a token (Spark's
+`spark.connect.authenticate.token`), made anew at each start and kept in
+`<home>/spark-connect/token`, readable by its owner only. Clients pass it in the environment
+variable SPARK_CONNECT_AUTHENTICATE_TOKEN, which pyspark reads; it is never part of the master
+URL (which resource config, and so the Dagster UI, shows), and `localhost` in that URL keeps
+pyspark from switching to TLS, which a token otherwise implies. The server's settings (where
+object-store keys go) are in a properties file of the same folder, owner-only too, not on its
+command line; and it gets only the environment variables it needs, not the caller's tokens.
+
     python -m pdm_assets.spark_server start --home .pdm_home   # prints the sc:// URL
     python -m pdm_assets.spark_server status --home .pdm_home  # its URL, exit 1 if none
+    python -m pdm_assets.spark_server token --home .pdm_home   # the token, for the clients' env
     python -m pdm_assets.spark_server stop --home .pdm_home
 
 The server's log and pid file live in `<home>/spark-connect/`.
@@ -20,6 +30,7 @@ import argparse
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -39,6 +50,12 @@ DEFAULT_PORT = 15002
 STARTED = "Spark Connect server started"
 START_TIMEOUT_SECONDS = 180
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+TOKEN_VARIABLE = "SPARK_CONNECT_AUTHENTICATE_TOKEN"
+TOKEN_FILE = "token"
+PROPERTIES_FILE = "spark.properties"
+# What the server's process gets of the caller's environment: what Java, Spark and its Python
+# workers need to run, nothing else (no cloud or Databricks tokens).
+SERVER_ENVIRONMENT = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TMPDIR", "TZ")
 
 
 def server_folder(home: Path) -> Path:
@@ -46,7 +63,29 @@ def server_folder(home: Path) -> Path:
 
 
 def connect_url(port: int) -> str:
-    return f"sc://127.0.0.1:{port}"
+    # localhost, not 127.0.0.1: with a token set, pyspark only keeps a plain channel to localhost.
+    return f"sc://localhost:{port}"
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, created so from the start (no window in which it
+    is readable by others)."""
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def token(home: Path) -> str | None:
+    """The token of this home's server, for clients' SPARK_CONNECT_AUTHENTICATE_TOKEN."""
+    path = server_folder(home) / TOKEN_FILE
+    return path.read_text(encoding="utf-8").strip() if path.exists() else None
+
+
+def client_environment(home: Path) -> dict[str, str]:
+    """The variables a client process of this home's server needs (its token)."""
+    value = token(home)
+    return {TOKEN_VARIABLE: value} if value else {}
 
 
 def _listening(port: int) -> bool:
@@ -78,19 +117,36 @@ def status(home: Path, port: int = DEFAULT_PORT) -> str | None:
     return None
 
 
-def server_command(port: int, master: str, conf: dict[str, str]) -> list[str]:
-    spark_home = Path(pyspark.__file__).parent
-    settings = {
+def server_properties(port: int, conf: dict[str, str]) -> dict[str, str]:
+    """The server's Spark settings: the local session's defaults, then `conf`, then where it
+    listens (loopback only)."""
+    return {
         **LOCAL_DEFAULT_CONF,
         **conf,
         "spark.connect.grpc.binding.address": "127.0.0.1",
         "spark.connect.grpc.binding.port": str(port),
     }
+
+
+def server_command(master: str, properties: Path) -> list[str]:
+    spark_home = Path(pyspark.__file__).parent
     command = [str(spark_home / "bin" / "spark-submit"), "--class", SERVER_CLASS]
-    command += ["--master", master]
-    for key, value in settings.items():
-        command += ["--conf", f"{key}={value}"]
+    command += ["--master", master, "--properties-file", str(properties)]
     return [*command, "spark-internal"]
+
+
+def server_environment(java: Path, secret: str) -> dict[str, str]:
+    """The server's whole environment: SERVER_ENVIRONMENT's variables of this process, Java's
+    and Spark's, and the token."""
+    inherited = {name: os.environ[name] for name in SERVER_ENVIRONMENT if name in os.environ}
+    return {
+        **inherited,
+        "SPARK_HOME": str(Path(pyspark.__file__).parent),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "PYSPARK_PYTHON": sys.executable,
+        "JAVA_HOME": os.environ.get("JAVA_HOME") or str(java.resolve().parents[1]),
+        TOKEN_VARIABLE: secret,
+    }
 
 
 def start(
@@ -115,19 +171,21 @@ def start(
         )
     java = ensure_java()
     log = folder / "server.log"
-    env = {
-        **os.environ,
-        "SPARK_HOME": str(Path(pyspark.__file__).parent),
-        "SPARK_LOCAL_IP": "127.0.0.1",
-        "PYSPARK_PYTHON": sys.executable,
-        "JAVA_HOME": os.environ.get("JAVA_HOME") or str(java.resolve().parents[1]),
-    }
+    secret = secrets.token_urlsafe(32)
+    _write_private(folder / TOKEN_FILE, secret)
+    properties = folder / PROPERTIES_FILE
+    settings = server_properties(port, conf or {})
+    # Java properties: a backslash escapes, so a value's own backslashes are doubled.
+    lines = "".join(
+        f"{key}={value.replace(chr(92), chr(92) * 2)}\n" for key, value in settings.items()
+    )
+    _write_private(properties, lines)
     with log.open("w") as output:
         server = subprocess.Popen(
-            server_command(port, master, conf or {}),
+            server_command(master, properties),
             stdout=output,
             stderr=subprocess.STDOUT,
-            env=env,
+            env=server_environment(java, secret),
             # Its own process group: `stop` ends the JVM and the launcher script together.
             start_new_session=True,
         )
@@ -149,6 +207,7 @@ def stop(home: Path) -> bool:
     folder = server_folder(home)
     pid = _running_pid(folder)
     (folder / "server.pid").unlink(missing_ok=True)
+    (folder / TOKEN_FILE).unlink(missing_ok=True)
     if pid is None:
         return False
     try:
@@ -177,7 +236,7 @@ def _tail(log: Path, characters: int = 3000) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     parser = argparse.ArgumentParser(prog="python -m pdm_assets.spark_server")
-    parser.add_argument("action", choices=("start", "stop", "status"))
+    parser.add_argument("action", choices=("start", "stop", "status", "token"))
     parser.add_argument("--home", type=Path, required=True, help="the project home (PDM_HOME)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--master", default="local[*]", help="the server's own Spark master")
@@ -188,6 +247,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             logger.info("no Spark Connect server of %s is running", args.home)
             return 1
         sys.stdout.write(running + "\n")
+        return 0
+    if args.action == "token":
+        value = token(args.home) if status(args.home, args.port) else None
+        if value is None:
+            logger.info("no Spark Connect server of %s is running", args.home)
+            return 1
+        sys.stdout.write(value + "\n")
         return 0
     if args.action == "stop":
         stopped = stop(args.home)

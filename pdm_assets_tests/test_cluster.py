@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyspark
@@ -109,14 +110,50 @@ def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def connect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def connect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator["ConnectServer"]:
     """The server `make ui` starts for the daemon's runs (pdm_assets.spark_server)."""
     home = tmp_path_factory.mktemp("connect")
     url = spark_server.start(home, port=free_port(), master="local[2]")
     try:
-        yield url
+        yield ConnectServer(url, spark_server.client_environment(home))
     finally:
         assert spark_server.stop(home)
+
+
+@dataclass(frozen=True)
+class ConnectServer:
+    url: str
+    # What a client needs besides the URL: the server's token.
+    env: dict[str, str]
+
+
+_CLIENT = (
+    "import sys; from pyspark.sql import SparkSession; "
+    "print(SparkSession.builder.remote(sys.argv[1]).getOrCreate().range(3).count())"
+)
+
+
+def test_the_connect_server_serves_only_clients_with_its_token(
+    connect_server: "ConnectServer",
+) -> None:
+    """Finding 9 of issue 19: anyone on the host could use the server (and its credentials)."""
+    env = {k: v for k, v in os.environ.items() if k != spark_server.TOKEN_VARIABLE}
+
+    def client(extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", _CLIENT, connect_server.url],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    refused = client({spark_server.TOKEN_VARIABLE: "not-the-token"})
+    assert refused.returncode != 0
+    assert "UNAUTHENTICATED" in refused.stderr or "Invalid" in refused.stderr, refused.stderr[-800:]
+    served = client(connect_server.env)
+    assert served.returncode == 0, served.stderr[-800:]
+    assert served.stdout.strip().splitlines()[-1] == "3"
 
 
 def _graph_runs(logs: Path, *runs: tuple[dict[str, str], list[str]]) -> list[dict[str, float]]:
@@ -134,7 +171,7 @@ SCORE = "score:2015-02-01:2015-02-05"
 
 
 def test_features_and_scores_on_a_standalone_cluster_and_spark_connect_equal_local_mode(
-    standalone: str, connect_server: str, tmp_path: Path, spark: SparkSession
+    standalone: str, connect_server: ConnectServer, tmp_path: Path, spark: SparkSession
 ) -> None:
     local_home, cluster_home = tmp_path / "local", tmp_path / "cluster"
     connect_home = tmp_path / "connect"
@@ -161,7 +198,7 @@ def test_features_and_scores_on_a_standalone_cluster_and_spark_connect_equal_loc
     cluster_timings, connect_timings = _graph_runs(
         tmp_path / "logs-remote",
         (environment(cluster_home, standalone), [INGEST, SCORE]),
-        (environment(connect_home, connect_server), [INGEST, SCORE]),
+        ({**environment(connect_home, connect_server.url), **connect_server.env}, [INGEST, SCORE]),
     )
     for dataset in ("raw_telemetry", "machine_features", "failure_labels", "machine_scores"):
         local = Warehouse(local_home / "warehouse").read_all(spark, dataset)

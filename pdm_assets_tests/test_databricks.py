@@ -10,7 +10,9 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import pickle
+import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -161,6 +163,28 @@ def test_only_the_package_is_shipped_and_a_path_that_empties_the_zip_is_refused(
     # The fleet descriptions ship with the code: the default is read at import.
     assert (shipped / "pdm_assets" / "fleets" / "azure_pdm.toml").is_file()
     assert package_to_ship() == shipped  # same code, same folder
+    # ... in a folder only this user can write (issue 19, finding 9).
+    root = shipped.parent.parent
+    assert root.name == f"pdm_assets-databricks-{os.getuid()}"
+    assert root.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_staging_folder_someone_else_made_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from pdm_assets.databricks import private_staging_root
+
+    neutral = Path(tempfile.mkdtemp(prefix="neutral-", dir="/tmp"))
+    monkeypatch.setattr(tempfile, "tempdir", str(neutral))
+    planted = neutral / f"pdm_assets-databricks-{os.getuid()}"
+    planted.mkdir(mode=0o777)
+    planted.chmod(0o777)  # writable by anyone: whoever made it could change the code shipped
+    with caplog.at_level("WARNING"):
+        chosen = private_staging_root()
+    assert chosen != planted and chosen.stat().st_mode & 0o777 == 0o700
+    assert "is not a private folder of this user" in caplog.text
+    planted.chmod(0o700)
+    assert private_staging_root() == planted
 
 
 def test_the_cluster_gets_the_fleet_description_itself_not_a_local_path(

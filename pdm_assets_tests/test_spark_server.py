@@ -13,23 +13,50 @@ from pdm_assets import spark_server
 from pdm_assets.spark import LOCAL_DEFAULT_CONF
 
 
-def _settings(command: list[str]) -> dict[str, str]:
-    values = [command[i + 1] for i, part in enumerate(command) if part == "--conf"]
-    return dict(value.split("=", 1) for value in values)
-
-
-def test_the_server_listens_on_loopback_with_the_local_session_settings() -> None:
-    command = spark_server.server_command(16002, "local[2]", {"spark.sql.shuffle.partitions": "4"})
-    assert command[command.index("--class") + 1] == spark_server.SERVER_CLASS
-    assert command[command.index("--master") + 1] == "local[2]"
-    settings = _settings(command)
+def test_the_server_listens_on_loopback_with_the_local_session_settings(tmp_path: Path) -> None:
+    settings = spark_server.server_properties(16002, {"spark.sql.shuffle.partitions": "4"})
     assert settings["spark.connect.grpc.binding.address"] == "127.0.0.1"
     assert settings["spark.connect.grpc.binding.port"] == "16002"
     # The runs' session settings live on the server: UTC, few shuffle partitions.
     assert settings["spark.sql.session.timeZone"] == "UTC"
     assert settings["spark.driver.memory"] == LOCAL_DEFAULT_CONF["spark.driver.memory"]
     assert settings["spark.sql.shuffle.partitions"] == "4"
+    command = spark_server.server_command("local[2]", tmp_path / "spark.properties")
+    assert command[command.index("--class") + 1] == spark_server.SERVER_CLASS
+    assert command[command.index("--master") + 1] == "local[2]"
+    assert command[command.index("--properties-file") + 1] == str(tmp_path / "spark.properties")
+    # Settings (where object-store keys go) are never on the command line, for `ps` to show.
+    assert "--conf" not in command
     assert command[-1] == "spark-internal"
+
+
+def test_the_server_gets_only_the_variables_it_needs_and_its_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABRICKS_TOKEN", "dapi-secret")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret")
+    monkeypatch.setenv("PATH", "/usr/bin")
+    env = spark_server.server_environment(tmp_path / "jdk" / "bin" / "java", "the-token")
+    assert "DATABRICKS_TOKEN" not in env and "AWS_SECRET_ACCESS_KEY" not in env
+    assert env["PATH"] == "/usr/bin"
+    assert env["SPARK_CONNECT_AUTHENTICATE_TOKEN"] == "the-token"
+    assert set(env) <= {
+        *spark_server.SERVER_ENVIRONMENT,
+        "SPARK_HOME",
+        "SPARK_LOCAL_IP",
+        "PYSPARK_PYTHON",
+        "JAVA_HOME",
+        "SPARK_CONNECT_AUTHENTICATE_TOKEN",
+    }
+
+
+def test_private_files_are_created_readable_by_their_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_text("old")
+    path.chmod(0o644)
+    spark_server._write_private(path, "secret")
+    assert path.read_text() == "secret"
+    assert path.stat().st_mode & 0o777 == 0o600
 
 
 def test_a_port_taken_by_another_program_is_refused_by_name(tmp_path: Path) -> None:
@@ -47,7 +74,8 @@ def test_stopping_when_nothing_runs_says_so(tmp_path: Path) -> None:
     # A pid file of a process that is gone is not a running server.
     (tmp_path / "spark-connect" / "server.pid").write_text("999999999")
     assert spark_server.stop(tmp_path) is False
-    assert spark_server.connect_url(15002) == "sc://127.0.0.1:15002"
+    # localhost: pyspark keeps a plain channel (no TLS) to it when a token is set.
+    assert spark_server.connect_url(15002) == "sc://localhost:15002"
 
 
 def test_without_java_the_command_fails_with_the_install_hint(
