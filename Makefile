@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint typecheck browser pytest ui mlflow-ui benchmark clean
+.PHONY: install demo test lint typecheck browser postgres pytest ui webserver daemon mlflow-ui benchmark clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,13 +16,18 @@ install: $(BIN)/.installed
 demo: install
 	$(BIN)/python -m pdm_assets.demo
 
-test: install lint typecheck browser pytest
+test: install lint typecheck browser postgres pytest
 
 # The UI test drives Debian's headless Chromium; install it once if it is missing.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser:
 	@command -v chromium >/dev/null 2>&1 || $(SUDO) apt-get install -y --no-install-recommends chromium \
 		|| { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium; }
+
+# The Postgres test starts a server of its own from Debian's package; install it if missing.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || $(SUDO) apt-get install -y --no-install-recommends postgresql \
+		|| { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends postgresql; }
 
 lint: install
 	$(BIN)/ruff check pdm_assets pdm_assets_tests benchmarks
@@ -69,6 +74,19 @@ ui: install
 		trap 'kill -TERM $$dev 2>/dev/null; wait $$dev; exit 143' TERM; \
 		trap 'kill -TERM $$dev 2>/dev/null; wait $$dev; exit 130' INT; \
 		wait $$dev
+
+# The production form (docs/deploy.md): the webserver and the daemon as two long-lived services
+# over the instance in DAGSTER_HOME (Postgres with PDM_DAGSTER_POSTGRES_URL). Each replaces its
+# shell (exec), so a service manager's SIGTERM reaches it and it stops cleanly.
+HOST ?= 127.0.0.1
+PORT ?= 3000
+INSTANCE = home=$${DAGSTER_HOME:-$$($(call SETTING,dagster_home))}; \
+	$(BIN)/python -m pdm_assets.instance_config "$$home" || exit 1; export DAGSTER_HOME="$$home"
+webserver: install
+	@$(INSTANCE); exec $(BIN)/dagster-webserver -w workspace.yaml -h $(HOST) -p $(PORT)
+
+daemon: install
+	@$(INSTANCE); exec $(BIN)/dagster-daemon run -w workspace.yaml
 
 mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri "$$($(call SETTING,mlflow_tracking_uri))" \

@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         defs = build_definitions(settings)
         runs: dict[str, Any] = {}
         # On disk under DAGSTER_HOME, so that daemon_latency.py's `dagster dev` sees the runs.
-        ensure_instance_yaml(settings.dagster_home)
+        ensure_instance_yaml(settings.dagster_home, postgres=settings.dagster_postgres)
         instance_context = (
             dg.DagsterInstance.ephemeral()
             if args.in_memory_instance

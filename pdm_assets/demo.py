@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
     # The defaults (sqlite under the folder) plus run monitoring, without Dagster's notice.
-    ensure_instance_yaml(settings.dagster_home)
+    ensure_instance_yaml(settings.dagster_home, postgres=settings.dagster_postgres)
     demo = plan(settings, args.cutoff)
     defs = build_definitions(settings)
     timings: dict[str, float] = {}

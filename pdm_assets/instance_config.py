@@ -13,6 +13,11 @@ What the project owns in it, and why:
   until no other run of the pool is in progress. Two runs never read, compute and write the same
   partitions at once, whoever started them (the sensor, a backfill, the UI).
 
+* Storage: with PDM_DAGSTER_POSTGRES_URL set, runs, events and schedules live in that Postgres
+  database (dagster-postgres), the production form in which the webserver and the daemon run as
+  two services (docs/deploy.md); the file names the variable, never the URL. Without it, the
+  sqlite files under DAGSTER_HOME (Dagster's default), for one person on one machine.
+
 A dagster.yaml that this module wrote (its first line says so) gets these keys merged in again
 on every start, so an upgrade brings new ones and whatever else was added to the file stays. A
 dagster.yaml someone else wrote is theirs: it is left as it is, and what it lacks of the above
@@ -27,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from pdm_assets.settings import POSTGRES_URL_VARIABLE, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -73,16 +80,26 @@ def missing_settings(current: dict[str, Any], owned: dict[str, Any], prefix: str
     return missing
 
 
-def ensure_instance_yaml(dagster_home: Path) -> Path:
-    """Write or update `<dagster_home>/dagster.yaml` with the project's settings; a file the
-    project did not write is left alone, and the settings it lacks are logged."""
+POSTGRES_STORAGE: dict[str, Any] = {
+    "storage": {"postgres": {"postgres_url": {"env": POSTGRES_URL_VARIABLE}}}
+}
+
+
+def project_settings(postgres: bool) -> dict[str, Any]:
+    return {**PROJECT_SETTINGS, **(POSTGRES_STORAGE if postgres else {})}
+
+
+def ensure_instance_yaml(dagster_home: Path, postgres: bool = False) -> Path:
+    """Write or update `<dagster_home>/dagster.yaml` with the project's settings (and Postgres
+    storage when `postgres`); a file the project did not write is left alone, and the settings
+    it lacks are logged."""
     dagster_home.mkdir(parents=True, exist_ok=True)
     path = dagster_home / "dagster.yaml"
     if path.exists():
         text = path.read_text(encoding="utf-8")
         current = yaml.safe_load(text) or {}
         if not text.startswith(HEADER):
-            lacking = missing_settings(current, PROJECT_SETTINGS)
+            lacking = missing_settings(current, project_settings(postgres))
             if lacking:
                 log.warning(
                     "%s is not the project's; it lacks %s (run retries, the one-writer pool and "
@@ -93,7 +110,10 @@ def ensure_instance_yaml(dagster_home: Path) -> Path:
             return path
     else:
         current = {}
-    body = yaml.safe_dump(merged(current, PROJECT_SETTINGS), sort_keys=False)
+    if not postgres:
+        # The storage key is the project's: without the variable, back to the sqlite default.
+        current.pop("storage", None)
+    body = yaml.safe_dump(merged(current, project_settings(postgres)), sort_keys=False)
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(f"{HEADER}\n{body}", encoding="utf-8")
     temporary.replace(path)
@@ -103,4 +123,4 @@ def ensure_instance_yaml(dagster_home: Path) -> Path:
 if __name__ == "__main__":
     # `make ui`: python -m pdm_assets.instance_config DAGSTER_HOME
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    ensure_instance_yaml(Path(sys.argv[1]))
+    ensure_instance_yaml(Path(sys.argv[1]), postgres=load_settings().dagster_postgres)

@@ -99,6 +99,10 @@ class Settings:
     mlflow_experiment: str
     model_name: str
     worklists_location: str | None = None
+    # PDM_DAGSTER_POSTGRES_URL is set: the instance stores runs, events and schedules in that
+    # Postgres database (the dagster.yaml names the variable; the URL, password included, is
+    # read by Dagster when the instance starts and is never written to a file).
+    dagster_postgres: bool = False
 
     @property
     def horizon_days(self) -> int:
@@ -130,6 +134,9 @@ class Settings:
     @property
     def dagster_home(self) -> Path:
         return self.home / "dagster"
+
+
+POSTGRES_URL_VARIABLE = "PDM_DAGSTER_POSTGRES_URL"
 
 
 def parse_spark_conf(raw: str) -> dict[str, str]:
@@ -245,4 +252,5 @@ def load_settings() -> Settings:
         ),
         model_name=model_name,
         worklists_location=_env("PDM_WORKLISTS", "") or None,
+        dagster_postgres=bool(_env(POSTGRES_URL_VARIABLE, "")),
     )

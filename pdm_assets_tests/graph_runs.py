@@ -7,7 +7,8 @@ exits.
 
     python -m pdm_assets_tests.graph_runs steps ingest:FIRST:LAST train:CUTOFF score:FIRST:LAST
 
-runs those jobs in order (each a range run, train with the small model) and prints one JSON line
+(and `telemetry:FIRST:LAST`, the ingest job's machines and telemetry only) runs those jobs in
+order (each a range run, train with the small model) and prints one JSON line
 of their wall times; it stops with an error at the first job that fails. `start` and `finish`
 do that from a test.
 """
@@ -48,12 +49,18 @@ def run(defs: dg.Definitions, job: str, **kwargs: object) -> float:
     return time.perf_counter() - started
 
 
-def run_range(defs: dg.Definitions, job: str, first: str, last: str) -> float:
-    return run(defs, job, tags={RANGE_START: first, RANGE_END: last})
+def run_range(defs: dg.Definitions, job: str, first: str, last: str, **kwargs: object) -> float:
+    return run(defs, job, tags={RANGE_START: first, RANGE_END: last}, **kwargs)
+
+
+TELEMETRY_ONLY = [
+    dg.AssetKey(name)
+    for name in ("raw_machines", "quarantine_machines", "raw_telemetry", "quarantine_telemetry")
+]
 
 
 def run_steps(defs: dg.Definitions, steps: list[str]) -> dict[str, float]:
-    jobs = {"ingest": INGEST_JOB, "score": SCORE_JOB}
+    jobs = {"ingest": INGEST_JOB, "score": SCORE_JOB, "telemetry": INGEST_JOB}
     timings = {}
     for step in steps:
         name, *days = step.split(":")
@@ -67,7 +74,8 @@ def run_steps(defs: dg.Definitions, steps: list[str]) -> dict[str, float]:
             )
         else:
             first, last = days
-            timings[step] = run_range(defs, jobs[name], first, last)
+            selection = {"asset_selection": TELEMETRY_ONLY} if name == "telemetry" else {}
+            timings[step] = run_range(defs, jobs[name], first, last, **selection)
     return timings
 
 

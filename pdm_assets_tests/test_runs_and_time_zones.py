@@ -158,7 +158,8 @@ def test_two_runs_writing_the_same_partitions_at_once_take_turns(tmp_path: Path,
     with lock_path.open("a+") as lock:
         # This test holds the telemetry lock until both runs are queued behind it.
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        steps = ["ingest:2015-01-01:2015-01-04"]
+        # The machines and telemetry of the ingest job: the lock under test is telemetry's.
+        steps = ["telemetry:2015-01-01:2015-01-04"]
         runs = [_run_graph(home, steps, log, PDM_SIM_DAYS="4") for log in logs]
         deadline = time.monotonic() + 300
         while not all(WAITING in log.read_text(errors="replace") for log in logs):

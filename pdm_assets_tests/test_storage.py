@@ -324,3 +324,38 @@ def test_table_warehouse_empty_days_and_missing_tables(spark: SparkSession, tmp_
     machines = spark.createDataFrame([(1, "model3"), (2, "model4")], "machine_id int, model string")
     assert tables.write_table("machines", machines) == 2
     assert tables.write_table("machines", machines.limit(1)) == 1
+
+
+def test_two_parquet_uri_writers_of_one_window_take_turns_and_leave_no_duplicate(
+    spark: SparkSession, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Finding 7 of issue 19: each Parquet writer deleted the window's days, then appended, so
+    two at once left both writers' rows. The test holds the lease until both writers wait."""
+    tables = TableWarehouse(tmp_path.as_uri(), "parquet")
+    lease = tmp_path / "_locks" / "t"
+    lease.parent.mkdir()
+    lease.write_text("the test")
+    errors: list[BaseException] = []
+
+    def writer(value: int) -> None:
+        try:
+            tables.write_partitions("t", _frame(spark, [("2015-01-01", value)] * 3), JAN)
+        except BaseException as error:
+            errors.append(error)
+
+    with caplog.at_level(logging.WARNING, logger="pdm_assets.warehouse.tables"):
+        writers = [threading.Thread(target=writer, args=(value,)) for value in (1, 2)]
+        for thread in writers:
+            thread.start()
+        deadline = time.monotonic() + 60
+        while sum("holds its lease; waiting" in r.getMessage() for r in caplog.records) < 2:
+            assert time.monotonic() < deadline, "both writers should wait on the lease"
+            time.sleep(0.1)
+        lease.unlink()
+        for thread in writers:
+            thread.join(timeout=120)
+    assert not errors, errors
+    rows = _values(tables.read_window(spark, "t", JAN))
+    # One writer's three rows, the last one's: never six.
+    assert rows in ([("2015-01-01", 1)] * 3, [("2015-01-01", 2)] * 3), rows
+    assert not lease.exists()

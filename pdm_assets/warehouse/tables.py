@@ -9,7 +9,15 @@ is one table under the root, partitioned by `date`:
 Delta (the default on Databricks) replaces a window of days in one transaction with
 `replaceWhere`, and refuses rows outside the window itself. Parquet has no transactions: the
 window's `date=` folders are deleted, then the new rows appended, so a reader during the write
-can see the window empty; use it only where Delta is not available.
+can see the window empty; use it only where Delta is not available. Two Parquet writers of one
+dataset would each delete and then append, and the rows of both would stay: so each write holds
+a lease, `<root>/_locks/<dataset>`, created with the file system's create-if-absent (atomic on
+local and HDFS paths, ABFS and GCS; on S3 only with conditional writes), waits while another
+writer holds it (and says so), and takes over a lease older than LEASE_SECONDS (its writer
+died). Delta needs none: its transactions conflict instead.
+
+A step's raw table and its quarantine are two tables here, so two transactions: a kill between
+them leaves the quarantine of one read beside the rows of another until the step runs again.
 
 The manifest is what says a day is materialised, including days without rows (a Parquet or Delta
 table has no folder for them) and the schema to return for a window with no rows.
@@ -18,8 +26,16 @@ table has no folder for them) and the schema to return for a window with no rows
 from __future__ import annotations
 
 import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from urllib.parse import urlparse
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
@@ -36,6 +52,11 @@ from pdm_assets.warehouse.store import (
 )
 
 MANIFEST = "_partitions"
+LOCKS = "_locks"
+LEASE_SECONDS = 6 * 3600
+LEASE_POLL_SECONDS = 0.5
+
+log = logging.getLogger(__name__)
 
 
 def _active_session() -> SparkSession:
@@ -96,6 +117,14 @@ class TableWarehouse:
                     f"{dataset}: rows with a date outside the partition window "
                     f"{days[0]}..{days[-1]} ({sorted(map(str, strays))}); refusing to drop them"
                 )
+        with self._writer_lease(spark, dataset):
+            return self._write_window(spark, dataset, frame, window)
+
+    def _write_window(
+        self, spark: SparkSession, dataset: str, frame: DataFrame, window: Window
+    ) -> dict[date, int]:
+        days = window.days
+        inside = F.col(DATE_COLUMN).between(F.lit(days[0]), F.lit(days[-1]))
         self._replace_days(spark, self.dataset_location(dataset), frame, window)
         written = self._load(spark, self.dataset_location(dataset))
         counts = {day: 0 for day in days}
@@ -110,6 +139,19 @@ class TableWarehouse:
         )
         self._replace_days(spark, self._manifest_location(dataset), manifest, window)
         return counts
+
+    @contextmanager
+    def _writer_lease(self, spark: SparkSession, dataset: str) -> Iterator[None]:
+        """Hold `<root>/_locks/<dataset>` while writing Parquet (nothing for Delta)."""
+        if self.table_format != "parquet":
+            yield
+            return
+        lease = Lease(spark, f"{self.root.rstrip('/')}/{LOCKS}/{dataset}", dataset)
+        lease.acquire()
+        try:
+            yield
+        finally:
+            lease.release()
 
     def _replace_days(
         self, spark: SparkSession, location: str, frame: DataFrame, window: Window
@@ -178,3 +220,84 @@ def _delete_day_folders(spark: SparkSession, location: str, days: list[date]) ->
     for day in days:
         path = jvm.org.apache.hadoop.fs.Path(f"{location}/{DATE_COLUMN}={day.isoformat()}")
         path.getFileSystem(hadoop_conf).delete(path, True)
+
+
+class Lease:
+    """A writer's lease: a file created only if absent (O_EXCL for a local `file:` root,
+    Hadoop's create without overwrite for any other scheme)."""
+
+    def __init__(self, spark: SparkSession, location: str, dataset: str) -> None:
+        self.dataset = dataset
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
+        self.local = urlparse(location).path if location.startswith("file:") else None
+        if self.local is not None:
+            os.makedirs(os.path.dirname(self.local), exist_ok=True)
+            return
+        jvm = getattr(spark, "_jvm", None)
+        if jvm is None:
+            raise RuntimeError(
+                "the Parquet table warehouse needs Spark Classic (its lease is a Hadoop file); "
+                "use PDM_WAREHOUSE_FORMAT=delta with Spark Connect"
+            )
+        self.path = jvm.org.apache.hadoop.fs.Path(location)
+        self.fs = self.path.getFileSystem(spark._jsc.hadoopConfiguration())  # type: ignore[attr-defined]
+
+    def _try_create(self) -> bool:
+        if self.local is not None:
+            try:
+                descriptor = os.open(self.local, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(self.owner)
+            return True
+        try:
+            stream = self.fs.create(self.path, False)
+        except Exception as error:  # py4j wraps Java's FileAlreadyExistsException
+            if "AlreadyExists" in str(error) or "already exists" in str(error):
+                return False
+            raise
+        stream.write(self.owner.encode())
+        stream.close()
+        return True
+
+    def _age_seconds(self) -> float | None:
+        try:
+            if self.local is not None:
+                return time.time() - os.stat(self.local).st_mtime
+            status = self.fs.getFileStatus(self.path)
+        except Exception:  # gone meanwhile
+            return None
+        return time.time() - status.getModificationTime() / 1000
+
+    def _delete(self) -> None:
+        if self.local is not None:
+            with suppress(FileNotFoundError):
+                os.unlink(self.local)
+        else:
+            self.fs.delete(self.path, False)
+
+    def acquire(self, timeout_seconds: float = LEASE_SECONDS) -> None:
+        started: float | None = None
+        while not self._try_create():
+            age = self._age_seconds()
+            if age is not None and age > LEASE_SECONDS:
+                log.warning("%s: taking over a writer lease %.0f s old", self.dataset, age)
+                self._delete()
+                continue
+            if started is None:
+                started = time.monotonic()
+                log.warning("%s: another writer holds its lease; waiting for it", self.dataset)
+            elif time.monotonic() - started > timeout_seconds:
+                raise TimeoutError(f"{self.dataset}: another writer held its lease too long")
+            time.sleep(LEASE_POLL_SECONDS)
+        if started is not None:
+            log.warning(
+                "%s: waited %.1f s for another writer; this write now replaces its rows for "
+                "the days both wrote",
+                self.dataset,
+                time.monotonic() - started,
+            )
+
+    def release(self) -> None:
+        self._delete()
