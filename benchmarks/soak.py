@@ -262,7 +262,21 @@ def run_summary(instance_dir: str) -> dict[str, Any]:
             and item.tags.get("dagster/root_run_id", item.run_id) not in succeeded_roots
             and "dagster/auto_retry_run_id" not in item.tags
         ]
+        # The one-writer pool: no two runs that write the warehouse were in progress at once.
+        spans = sorted(
+            (record.start_time, record.end_time or time.time(), record.dagster_run.run_id)
+            for record in instance.get_run_records()
+            if record.start_time is not None and record.dagster_run.job_name != TRAIN_JOB
+        )
+        overlapping = []
+        latest_end, latest_run = float("-inf"), ""
+        for begin, end, run_id in spans:
+            if begin < latest_end:
+                overlapping.append((latest_run, run_id))
+            if end > latest_end:
+                latest_end, latest_run = end, run_id
     return {
+        "overlapping_writer_runs": len(overlapping),
         "runs_started": len(runs),
         "runs_by_status": by_status,
         "runs_retried": len(retried),

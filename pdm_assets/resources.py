@@ -68,7 +68,11 @@ def _shared(settings: Settings) -> dict[str, object]:
         master=settings.spark_master,
         conf_json=dg.EnvVar("PDM_SPARK_CONF") if settings.spark_conf else "{}",
     )
-    warehouse = WarehouseResource(root=settings.warehouse, table_format=settings.warehouse_format)
+    warehouse = WarehouseResource(
+        root=settings.warehouse,
+        table_format=settings.warehouse_format,
+        keep_replaced_hours=settings.keep_replaced_hours,
+    )
     return {
         "spark": spark,
         "warehouse": warehouse,

@@ -103,6 +103,7 @@ class Settings:
     # Postgres database (the dagster.yaml names the variable; the URL, password included, is
     # read by Dagster when the instance starts and is never written to a file).
     dagster_postgres: bool = False
+    keep_replaced_hours: float = 24.0
 
     @property
     def horizon_days(self) -> int:
@@ -253,4 +254,18 @@ def load_settings() -> Settings:
         model_name=model_name,
         worklists_location=_env("PDM_WORKLISTS", "") or None,
         dagster_postgres=bool(_env(POSTGRES_URL_VARIABLE, "")),
+        keep_replaced_hours=_keep_replaced_hours(_env("PDM_KEEP_REPLACED_HOURS", "24")),
     )
+
+
+def _keep_replaced_hours(raw: str) -> float:
+    try:
+        hours = float(raw)
+    except ValueError:
+        hours = -1.0
+    if not hours >= 1:
+        raise ValueError(
+            f"PDM_KEEP_REPLACED_HOURS must be a number of hours, at least 1 (readers may still "
+            f"be on a replaced version), got {raw!r}"
+        )
+    return hours

@@ -92,13 +92,21 @@ def test_rewriting_a_day_replaces_exactly_that_day(spark, tmp_path: Path) -> Non
         ("2015-01-02", 20),
         ("2015-01-02", 21),
     ]
-    # The replaced version stays a while for runs still reading it, then a later write sweeps it.
+    # The replaced version stays for runs still reading it and to compare or restore: 24 hours
+    # by default (PDM_KEEP_REPLACED_HOURS); a later write after that sweeps it.
     versions = tmp_path / "t" / "_versions" / "date=2015-01-02"
     assert len(list(versions.iterdir())) == 2
-    _age_unlinked(tmp_path / "t", hours=2)
     day3 = Window.of_days(date(2015, 1, 3), date(2015, 1, 4))
+    _age_unlinked(tmp_path / "t", hours=23)
+    warehouse.write_partitions("t", _frame(spark, [("2015-01-03", 3)]), day3)
+    assert len(list(versions.iterdir())) == 2
+    _age_unlinked(tmp_path / "t", hours=25)
     warehouse.write_partitions("t", _frame(spark, [("2015-01-03", 3)]), day3)
     assert len(list(versions.iterdir())) == 1
+    # Kept as configured, never under an hour.
+    assert Warehouse(tmp_path, keep_replaced_seconds=2 * 3600).keep_replaced_seconds == 7200
+    with pytest.raises(ValueError, match="an hour at least"):
+        Warehouse(tmp_path, keep_replaced_seconds=60)
 
 
 def test_a_write_failing_midway_leaves_the_old_partition_intact(spark, tmp_path: Path) -> None:
@@ -213,7 +221,7 @@ def _age_unlinked(dataset: Path, hours: float) -> None:
 
 
 def test_what_a_killed_writer_left_is_swept_at_the_next_write(spark, tmp_path: Path) -> None:
-    warehouse = Warehouse(tmp_path)
+    warehouse = Warehouse(tmp_path, keep_replaced_seconds=3600)
     two_days = Window.of_days(date(2015, 1, 1), date(2015, 1, 3))
     warehouse.write_partitions("t", _frame(spark, [("2015-01-01", 1), ("2015-01-02", 2)]), two_days)
     dataset = tmp_path / "t"

@@ -17,11 +17,12 @@ Writers of one dataset take turns: each write holds an exclusive lock on `<datas
 same partitions at once therefore replace them one whole window after the other, and the one
 that waited says so in its log. Holding the lock, a writer knows that no other write of the
 dataset is in progress, so it sweeps what a killed writer left: `_staging-*` folders at once, and
-versions no `date=` link points at once they are older than SUPERSEDED_GRACE_SECONDS. A version
-that a swap replaced is kept that long too, because another run may be reading it (Spark reads
-lazily, long after it listed the files). So a crash leaves at most one staged copy of the window
-it was writing, and one unlinked copy of each day it had moved into place, until the first write
-of that dataset after the grace period.
+versions no `date=` link points at once they are older than `keep_replaced_seconds`
+(PDM_KEEP_REPLACED_HOURS, 24 hours by default, at least one). A version that a swap replaced is
+kept that long too: another run may be reading it (Spark reads lazily, long after it listed the
+files), and the rows and quarantine of a day landed again stay on disk that long, to compare or
+restore. So a crash leaves at most one staged copy of the window it was writing, and one unlinked
+copy of each day it had moved into place, until the first write of that dataset after that time.
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ UNPARTITIONED = "current"
 LOCK_FILE = "_writer.lock"
 STAGING_PREFIX = "_staging-"
 LOCK_TIMEOUT_SECONDS = 6 * 3600
-SUPERSEDED_GRACE_SECONDS = 3600
+# Readers need an hour at least; a day by default, to look at what a re-landed day replaced.
+MIN_KEEP_REPLACED_SECONDS = 3600
+DEFAULT_KEEP_REPLACED_SECONDS = 24 * 3600
 _DAY_IN_PATH = r"/date=(\d{4}-\d{2}-\d{2})/"
 
 
@@ -77,6 +80,14 @@ class Warehouse:
     """Parquet datasets under a local root folder."""
 
     root: Path
+    keep_replaced_seconds: float = DEFAULT_KEEP_REPLACED_SECONDS
+
+    def __post_init__(self) -> None:
+        if self.keep_replaced_seconds < MIN_KEEP_REPLACED_SECONDS:
+            raise ValueError(
+                f"replaced versions must be kept an hour at least (readers may still read them), "
+                f"not {self.keep_replaced_seconds / 3600:g} h"
+            )
 
     def dataset_path(self, dataset: str) -> Path:
         return self.root / dataset
@@ -187,7 +198,7 @@ class Warehouse:
         with open(dataset_path / LOCK_FILE, "a+") as handle:
             _acquire(handle.fileno(), dataset, timeout_seconds)
             try:
-                _sweep_dead_writers(dataset_path)
+                _sweep_dead_writers(dataset_path, self.keep_replaced_seconds)
                 yield
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
@@ -198,7 +209,7 @@ class Warehouse:
         The `date=` links are resolved here, once: Spark opens files lazily, and a path through
         a link would name the files of whatever version the link points at by then (another
         run may swap it meanwhile). A replaced version stays on disk for
-        SUPERSEDED_GRACE_SECONDS, so the read finishes on the rows it started with.
+        `keep_replaced_seconds`, so the read finishes on the rows it started with.
         """
         path = self.dataset_path(dataset)
         materialised = self.partition_dates(dataset)
@@ -239,7 +250,7 @@ class Warehouse:
         os.replace(temporary, link)
         if previous is not None and previous != version.resolve() and previous.exists():
             # Another run may still be reading the old version: it is swept by a later write,
-            # once SUPERSEDED_GRACE_SECONDS have passed from now.
+            # once the dataset's keep_replaced_seconds have passed from now.
             os.utime(previous)
 
 
@@ -272,7 +283,7 @@ def _acquire(descriptor: int, dataset: str, timeout_seconds: float) -> None:
 
 
 def _sweep_dead_writers(
-    dataset_path: Path, grace_seconds: float = SUPERSEDED_GRACE_SECONDS
+    dataset_path: Path, grace_seconds: float = DEFAULT_KEEP_REPLACED_SECONDS
 ) -> list[Path]:
     """Remove what writers killed mid-write left (staging folders, half-made links) and the
     versions no link points at that are older than `grace_seconds`. Only called under the writer
@@ -306,9 +317,10 @@ def _sweep_dead_writers(
                 swept.append(candidate)
     if swept:
         log.warning(
-            "%s: removed %d folders left by dead writers or replaced over an hour ago",
+            "%s: removed %d folders left by dead writers or replaced over %.0f h ago",
             dataset_path.name,
             len(swept),
+            grace_seconds / 3600,
         )
     return swept
 

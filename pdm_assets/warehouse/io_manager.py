@@ -53,10 +53,17 @@ class WarehouseResource(dg.ConfigurableResource):
     table_format: str = Field(
         default="parquet", description="delta or parquet; used when the root is a URI."
     )
+    keep_replaced_hours: float = Field(
+        default=24,
+        description=(
+            "Folder warehouse: how long a replaced version of a day (rows and quarantine) stays "
+            "on disk, for readers still on it and to compare or restore (at least 1)."
+        ),
+    )
 
     @property
     def store(self) -> DatasetStore:
-        return open_store(self.root, self.table_format)
+        return open_store(self.root, self.table_format, self.keep_replaced_hours)
 
 
 class SparkParquetIOManager(dg.ConfigurableIOManager):
