@@ -222,6 +222,13 @@ def describe_plan(plan: DailyPlan, stuck: list[str]) -> str:
         lines.append(
             "waiting for runs in progress: " + ", ".join(str(day) for day in plan.waiting[:10])
         )
+    if plan.failed_landings:
+        days = ", ".join(str(day) for day in plan.failed_landings[:10])
+        stuck = [
+            f"{days} landed, but their runs wrote no raw tables (a file refused: see those runs); "
+            "land them again",
+            *stuck,
+        ]
     if stuck:
         lines.append("stuck: " + "; ".join(stuck[:10]))
     return ". ".join(lines)

@@ -77,6 +77,8 @@ class DailyPlan:
     waiting: list[date] = field(default_factory=list)
     # Days whose inputs are not all there yet (a hole in a lookback or lookahead).
     incomplete: dict[date, list[date]] = field(default_factory=dict)
+    # Landed days whose run wrote no raw tables: they wait for the day to land again.
+    failed_landings: list[date] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -176,17 +178,22 @@ def plan_days(
             own is not None and newest_raw > own
         )
         if wants_features:
+            if blocked(lookback):
+                plan.waiting.append(day)
+                continue
             holes = sorted(
                 {
                     *_missing(written, RAW_TABLE_ASSETS, lookback),
                     *_missing(written, ("raw_maintenance", "raw_failures"), reach.history(day)),
                 }
             )
+            if day in holes and day in landed and seen.get(day) == landed[day]:
+                # Its landed run ran and wrote no raw tables: its files are refused (a file cut
+                # short, a bad header), and only landing the day again changes that.
+                plan.failed_landings.append(day)
+                continue
             if holes:
                 plan.incomplete[day] = holes
-                continue
-            if blocked(lookback):
-                plan.waiting.append(day)
                 continue
             assets = [FEATURES, LABELS]
             if day in scores or day in sensor_days:

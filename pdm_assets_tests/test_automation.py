@@ -267,6 +267,21 @@ def test_a_repeated_tick_asks_nothing_twice_and_a_failed_key_is_named_stuck(
     )
 
 
+def test_a_day_whose_files_were_refused_is_named_until_it_lands_again(
+    defs: dg.Definitions, fleet, pdm_home: Path
+) -> None:
+    """A file cut short (its marker says more rows): the day's run fails at its raw tables,
+    its retries too; the sensor names it, and runs it when the day lands whole."""
+    _land(fleet, pdm_home, 1, 2)
+    sensor = Sensor(defs)
+    sensor.tick()
+    stuck = sensor.tick(*_landed_run(1))
+    assert stuck.run_requests == []
+    assert "stuck: 2015-01-02 landed, but their runs wrote no raw tables" in stuck.skip_message
+    _land(fleet, pdm_home, 2)
+    assert _runs(sensor.tick()) == _land_job(2)
+
+
 def test_a_corrupt_cursor_restarts_with_a_warning(
     defs: dg.Definitions, fleet, pdm_home: Path
 ) -> None:
