@@ -164,6 +164,7 @@ def test_rows_outside_the_window_are_refused_not_dropped(spark, tmp_path: Path) 
         warehouse.write_partitions("t", _frame(spark, [("2015-01-05", 1)]), day)
 
 
+@pytest.mark.any_zone
 def test_rows_written_where_the_driver_cannot_see_them_fail_and_commit_nothing(
     spark, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -185,11 +186,13 @@ def test_rows_written_where_the_driver_cannot_see_them_fail_and_commit_nothing(
     assert _values(warehouse.read_window(spark, "t", JAN)) == [("2015-01-01", 1)]
 
 
+@pytest.mark.any_zone
 def test_reading_a_dataset_never_written_names_it(spark, tmp_path: Path) -> None:
     with pytest.raises(MissingDatasetError, match="'nothing'"):
         Warehouse(tmp_path).read_window(spark, "nothing", JAN)
 
 
+@pytest.mark.any_zone
 def test_unpartitioned_tables_are_replaced_whole(spark, tmp_path: Path) -> None:
     warehouse = Warehouse(tmp_path)
     assert warehouse.write_table("m", spark.createDataFrame([(1,), (2,)], "x int")) == 2
@@ -220,6 +223,7 @@ def _age_unlinked(dataset: Path, hours: float) -> None:
         os.utime(dataset / path, (then, then))
 
 
+@pytest.mark.any_zone
 def test_what_a_killed_writer_left_is_swept_at_the_next_write(spark, tmp_path: Path) -> None:
     warehouse = Warehouse(tmp_path, keep_replaced_seconds=3600)
     two_days = Window.of_days(date(2015, 1, 1), date(2015, 1, 3))
@@ -251,6 +255,7 @@ def test_what_a_killed_writer_left_is_swept_at_the_next_write(spark, tmp_path: P
     ]
 
 
+@pytest.mark.any_zone
 def test_writers_of_one_dataset_take_turns_and_the_waiting_one_says_so(
     spark, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -334,6 +339,7 @@ def test_table_warehouse_empty_days_and_missing_tables(spark: SparkSession, tmp_
     assert tables.write_table("machines", machines.limit(1)) == 1
 
 
+@pytest.mark.any_zone
 def test_two_parquet_uri_writers_of_one_window_take_turns_and_leave_no_duplicate(
     spark: SparkSession, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -113,6 +113,7 @@ def test_crlf_lines_and_quoted_fields_are_read_as_the_values_they_hold(spark, tm
     assert reasons(result.quarantine) == {lines[1]: "volt is missing or not a finite number"}
 
 
+@pytest.mark.any_zone
 def test_a_file_with_cr_only_line_endings_is_refused_not_read_as_no_rows(spark, tmp_path) -> None:
     """Finding 8 of issue 19: Python's header read split such a file at CR, Spark's row split
     did not, and the landing path ingested 0 rows without a word."""
@@ -159,6 +160,7 @@ def test_rows_of_a_machine_not_in_the_machines_table_are_quarantined(spark, tmp_
     assert reasons(result.quarantine) == {lines[1]: unknown_machine()}
 
 
+@pytest.mark.any_zone
 def test_a_missing_or_renamed_column_is_one_line_naming_file_and_column(tmp_path) -> None:
     path = tmp_path / "PdM_telemetry.csv"
     path.write_text("datetime,machineID,voltage,rotate,pressure,vibration\n" + GOOD + "\n")
@@ -247,6 +249,7 @@ def test_rows_after_the_last_partition_are_quarantined_with_that_reason(spark, t
     assert row["reason"].startswith("datetime after the last daily partition (PDM_PARTITIONS_END)")
 
 
+@pytest.mark.any_zone
 def test_machines_are_typed_and_bad_ages_quarantined(spark, tmp_path) -> None:
     result = validate_machines(read(spark, tmp_path, "machines", ["1,model3,18", "2,model4,-1"]))
     assert [(r["machine_id"], r["model"], r["age"]) for r in result.valid.collect()] == [
