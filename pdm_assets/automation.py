@@ -184,7 +184,7 @@ def already_requested(
             for attempt in attempts
         ):
             stuck.append(
-                f"{run.day} ({run.kind}: {run.reason}) failed in {len(attempts)} run(s), last "
+                f"{run.label} ({run.kind}: {run.reason}) failed in {len(attempts)} run(s), last "
                 f"{attempts[0].run_id}; it runs again when what it reads changes, or re-execute "
                 "that run"
             )
@@ -193,20 +193,26 @@ def already_requested(
 
 def run_request(run: DayRun) -> dg.RunRequest:
     """The job of a planned run: the landed-day job (whole, or the assets the plan names), or
-    the outcomes job (labels, then model_outcomes)."""
-    day = run.day.isoformat()
+    the outcomes job (labels, then model_outcomes); a range of days as one range run."""
     tags = {"pdm/reason": run.reason}
+    partition: dict[str, object] = {"partition_key": run.day.isoformat()}
+    if run.last is not None:
+        tags.update({_RANGE_START_TAG: run.day.isoformat(), _RANGE_END_TAG: run.last.isoformat()})
+        partition = {}
     if run.kind == daily_plan.OUTCOMES_KIND:
         return dg.RunRequest(
-            run_key=run.run_key, partition_key=day, job_name=OUTCOMES_JOB, tags=tags
+            run_key=run.run_key,
+            job_name=OUTCOMES_JOB,
+            tags=tags,
+            **partition,  # type: ignore[arg-type]
         )
     selection = [dg.AssetKey(asset) for asset in run.assets] or None
     return dg.RunRequest(
         run_key=run.run_key,
-        partition_key=day,
         job_name=LANDED_DAY_JOB,
         asset_selection=selection,
         tags=tags,
+        **partition,  # type: ignore[arg-type]
     )
 
 
@@ -311,7 +317,7 @@ def build_landing_sensor(
             context.log.warning(note) if stuck else context.log.info(note)
         if runs:
             for run in runs:
-                context.log.info(f"{run.day}: {run.reason} -> {', '.join(run.assets) or 'all'}")
+                context.log.info(f"{run.label}: {run.reason} -> {', '.join(run.assets) or 'all'}")
             return dg.SensorResult(
                 run_requests=[run_request(run) for run in runs], cursor=cursor.serialize()
             )

@@ -54,7 +54,8 @@ Written = Mapping[str, Mapping[date, int]]
 @dataclass(frozen=True)
 class DayRun:
     """One run the plan asks for: `kind` says which job, `assets` which of its assets (empty for
-    the whole landed-day job), `reason` why, in words for the sensor's log."""
+    the whole landed-day job), `reason` why, in words for the sensor's log; `last` the last day
+    of a range run (None: the one day)."""
 
     kind: str
     day: date
@@ -63,11 +64,49 @@ class DayRun:
     # What the run answers: the landing fingerprint, or the newest input storage id. The run
     # key is made of it, so the same state never asks twice and a new state asks again.
     trigger: str
+    last: date | None = None
+
+    @property
+    def days(self) -> list[date]:
+        last = self.last or self.day
+        return [self.day + timedelta(days=n) for n in range((last - self.day).days + 1)]
+
+    @property
+    def label(self) -> str:
+        return self.day.isoformat() if self.last is None else f"{self.day} .. {self.last}"
 
     @property
     def run_key(self) -> str:
         digest = hashlib.sha1(f"{self.assets}|{self.trigger}".encode()).hexdigest()[:10]
-        return f"{self.kind}:{self.day.isoformat()}:{digest}"
+        span = self.day.isoformat() if self.last is None else f"{self.day}..{self.last}"
+        return f"{self.kind}:{span}:{digest}"
+
+
+def in_ranges(runs: list[DayRun]) -> list[DayRun]:
+    """Consecutive days asking for the same assets for the same reason, as one range run (the
+    daily assets run a range as one Spark job each). A landed day stays a run of its own: a day
+    whose files are refused must not fail its neighbours."""
+    merged: list[DayRun] = []
+    for run in sorted(runs, key=lambda r: (r.kind != LAND, r.kind, r.assets, r.day)):
+        previous = merged[-1] if merged else None
+        if (
+            previous is not None
+            and run.kind != LAND
+            and (previous.kind, previous.assets, previous.reason)
+            == (run.kind, run.assets, run.reason)
+            and (previous.last or previous.day) + _ONE_DAY == run.day
+        ):
+            merged[-1] = DayRun(
+                previous.kind,
+                previous.day,
+                previous.assets,
+                previous.reason,
+                f"{previous.trigger},{run.trigger}",
+                last=run.day,
+            )
+        else:
+            merged.append(run)
+    return merged
 
 
 @dataclass
@@ -251,4 +290,5 @@ def plan_days(
             plan.runs.append(
                 DayRun(REFRESH, day, (WORKLIST,), "its scores were written again", str(scored))
             )
+    plan.runs = in_ranges(plan.runs)
     return plan

@@ -82,11 +82,15 @@ class Sensor:
 
 
 def _runs(result) -> list[tuple[str, str, tuple[str, ...]]]:  # type: ignore[no-untyped-def]
-    """(job, day, selected assets) of each request; () selects the whole job."""
+    """(job, day or "first..last" of a range run, selected assets) of each request; () selects
+    the whole job."""
     return [
         (
             r.job_name,
-            r.partition_key,
+            r.partition_key
+            or "..".join(
+                r.tags[f"dagster/asset_partition_range_{end}"] for end in ("start", "end")
+            ),
             tuple(key.to_user_string() for key in r.asset_selection or []),
         )
         for r in result.run_requests
@@ -231,9 +235,12 @@ def test_a_re_landed_day_is_ingested_again_and_what_reads_it_follows(
         "machine_scores",
         "maintenance_worklist",
     )
-    assert _runs(result) == [(OUTCOMES_JOB, _day(day), ()) for day in range(1, 5)] + [
-        (LANDED_DAY_JOB, _day(day), features_again) for day in (6, 7)
+    # Consecutive days asking for the same are one range run each.
+    assert _runs(result) == [
+        (OUTCOMES_JOB, f"{_day(1)}..{_day(4)}", ()),
+        (LANDED_DAY_JOB, f"{_day(6)}..{_day(7)}", features_again),
     ]
+    assert {r.run_key.split(":")[0] for r in result.run_requests} == {"refresh", "outcomes"}
 
 
 def test_a_repeated_tick_asks_nothing_twice_and_a_failed_key_is_named_stuck(

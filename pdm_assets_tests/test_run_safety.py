@@ -115,3 +115,30 @@ def test_the_watchdog_sensor_fails_dead_runs_on_the_default_launcher(tmp_path: P
         instance.report_engine_event("started", run, EngineEventData.in_process(pid))
         result = sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
         assert f"failed 1 run(s) whose worker died: ['{run.run_id}']" in result.skip_message
+
+
+def test_a_failure_a_retry_cannot_fix_is_not_retried_and_others_are(tmp_path: Path) -> None:
+    from dagster._core.storage.tags import RUN_FAILURE_REASON_TAG
+    from dagster._daemon.auto_run_reexecution.auto_run_reexecution import should_retry
+
+    from pdm_assets.retries import fail_without_retry
+
+    ensure_instance_yaml(tmp_path)
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+
+        def failed_run() -> dg.DagsterRun:
+            return instance.add_run(
+                dg.DagsterRun(
+                    job_name="x",
+                    status=dg.DagsterRunStatus.FAILURE,
+                    tags={RUN_FAILURE_REASON_TAG: "STEP_FAILURE"},
+                )
+            )
+
+        # The retry daemon's own decision, on the instance the project writes.
+        assert should_retry(failed_run(), instance)
+        hole = failed_run()
+        failure = fail_without_retry(instance, hole.run_id, dg.Failure("raw_errors lacks 1 day"))
+        assert failure.description == "raw_errors lacks 1 day"
+        tagged = instance.get_run_by_id(hole.run_id)
+        assert tagged is not None and not should_retry(tagged, instance)

@@ -121,6 +121,9 @@ def test_holes_out_of_order_ranges_and_the_data_end(make_home, spark) -> None:  
     # 01-04 .. 01-05; maintenance and failures: 01-01 .. 01-05).
     assert re.search(r"raw_\w+ lacks \d+ of the \d+ days .*: 2015-01-0[1-5]", message), message
     assert "materialise those days first" in message
+    # A retry would find the same hole: the run is marked so that run retries leave it.
+    failed = home.instance.get_run_by_id(later.run_id)
+    assert failed is not None and failed.tags["dagster/retry_on_asset_or_op_failure"] == "false"
     assert home.instance.get_materialized_partitions(dg.AssetKey("machine_features")) == set()
     # The earlier range, then the later one again: now equal to the one-run reference.
     assert home.ingest("2015-01-01", "2015-01-05").success

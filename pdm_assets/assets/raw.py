@@ -15,6 +15,7 @@ from pdm_assets.instance_config import WAREHOUSE_POOL
 from pdm_assets.landing import LandingError
 from pdm_assets.partitions import GraphPartitions, partition_window
 from pdm_assets.raw_text import SourceFormatError
+from pdm_assets.retries import fail_without_retry
 from pdm_assets.sources import MissingSourceDataError, RawSource
 from pdm_assets.spark import SparkResource, StepLauncherParam
 from pdm_assets.timewindow import Window
@@ -161,7 +162,9 @@ def build_raw_event_asset(name: str, partitions: GraphPartitions) -> dg.AssetsDe
                 include_after=last_partition,
             )
         except (MissingSourceDataError, SourceFormatError, LandingError) as error:
-            raise dg.Failure(description=str(error)) from error
+            # The same files would fail the same way: land them again (a new marker) instead.
+            failure = dg.Failure(description=str(error))
+            raise fail_without_retry(context.instance, context.run_id, failure) from error
         validated = validate_events(
             rows,
             table,

@@ -7,6 +7,7 @@ from pydantic import Field
 from pyspark.sql import DataFrame
 
 from pdm_assets.partitions import partition_window
+from pdm_assets.retries import fail_without_retry
 from pdm_assets.spark import SparkResource
 from pdm_assets.timewindow import Window, day_ranges
 from pdm_assets.warehouse.store import DatasetStore
@@ -112,6 +113,11 @@ class SparkParquetIOManager(dg.ConfigurableIOManager):
         if context.has_asset_partitions:
             window = partition_window(context.asset_partitions_time_window)
             if not context.definition_metadata.get(ALLOW_MISSING_PARTITIONS):
-                require_every_day(self.warehouse, dataset, window)
+                try:
+                    require_every_day(self.warehouse, dataset, window)
+                except dg.Failure as failure:
+                    # A retry would find the same hole: the sensor runs the day once it is filled.
+                    step = context.step_context
+                    raise fail_without_retry(step.instance, step.run_id, failure) from None
             return self.warehouse.read_window(session, dataset, window)
         return self.warehouse.read_table(session, dataset)
