@@ -49,9 +49,10 @@ SETTING = $(BIN)/python -c 'from pdm_assets.settings import load_settings; print
 # started here and stopped on exit) instead of starting a JVM each. Only for the local
 # environment with a folder warehouse; a PDM_SPARK_MASTER you set wins, PDM_WARM_SPARK=0 keeps a
 # Spark per run, and a server that already runs for this home is reused and left running.
-# dagster dev runs in the background and this shell waits for it, so SIGTERM or SIGINT (a
-# service manager, Ctrl-C) reach it as SIGTERM: a shell started detached would ignore them, and
-# a background command ignores SIGINT, so both are passed on as SIGTERM.
+# dagster dev runs in the background and this shell waits for it; SIGTERM or SIGINT (a service
+# manager, Ctrl-C) are passed on to it as SIGTERM, which it takes as Ctrl-C. A background job
+# starts with SIGINT ignored, and dagster maps SIGTERM onto SIGINT's handler: default_signals
+# resets both before it becomes dagster dev.
 SPARK_SERVER = $(BIN)/python -m pdm_assets.spark_server
 ui: install
 	@home=$${DAGSTER_HOME:-$$($(call SETTING,dagster_home))}; \
@@ -69,7 +70,7 @@ ui: install
 			export SPARK_CONNECT_AUTHENTICATE_TOKEN="$$token"; \
 		fi; \
 		echo "Dagster UI on http://127.0.0.1:3000 (DAGSTER_HOME=$$home; runs use Spark $${master:-local[*]})"; \
-		PDM_SPARK_MASTER="$$master" DAGSTER_HOME="$$home" \
+		PDM_SPARK_MASTER="$$master" DAGSTER_HOME="$$home" $(BIN)/python -m pdm_assets.default_signals \
 			$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000 & dev=$$!; \
 		trap 'kill -TERM $$dev 2>/dev/null; wait $$dev; exit 143' TERM; \
 		trap 'kill -TERM $$dev 2>/dev/null; wait $$dev; exit 130' INT; \

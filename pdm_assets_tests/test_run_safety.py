@@ -142,3 +142,30 @@ def test_a_failure_a_retry_cannot_fix_is_not_retried_and_others_are(tmp_path: Pa
         assert failure.description == "raw_errors lacks 1 day"
         tagged = instance.get_run_by_id(hole.run_id)
         assert tagged is not None and not should_retry(tagged, instance)
+
+
+_HANDLERS = (
+    "import signal; print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN, "
+    "signal.getsignal(signal.SIGTERM) is signal.SIG_IGN)"
+)
+
+
+def test_a_background_job_of_make_ui_gets_sigint_and_sigterm_back() -> None:
+    """A shell without job control starts `cmd &` with SIGINT ignored, and dagster maps SIGTERM
+    onto SIGINT's handler: `make ui`'s dagster dev ignored both (issue 19, finding 10)."""
+    python = sys.executable
+    plain = subprocess.run(
+        ["sh", "-c", f"'{python}' -c '{_HANDLERS}' & wait"], capture_output=True, text=True
+    )
+    assert plain.stdout.split() == ["True", "False"]  # what the shell does to a background job
+    reset = subprocess.run(
+        [
+            "sh",
+            "-c",
+            f"'{python}' -m pdm_assets.default_signals '{python}' -c '{_HANDLERS}' & wait",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert reset.stdout.split() == ["False", "False"]
