@@ -63,13 +63,13 @@ from pdm_assets.simulator import FleetSpec, SimulatedFleet, simulate, write_land
 from pdm_assets.spark import SparkResource
 from pdm_assets.warehouse import MissingDatasetError, Warehouse
 from pdm_assets.watchdog import worker_pid
+from pdm_assets_tests.graph_runs import SMALL_MODEL
 from pdm_assets_tests.paths import REPO_ROOT, free_port
 from pdm_assets_tests.postgres import local_postgres
 
 START = date(2015, 1, 1)
 CUTOFF = date(2015, 2, 1)
 RANGE = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
-SMALL_MODEL = {"num_trees": 5, "validation_days": 7, "min_pr_auc_lift": 0.0, "cross_fit_folds": 2}
 COMPARED = (
     "raw_telemetry",
     "raw_errors",
@@ -188,19 +188,9 @@ BACKFILL = """mutation Launch($days: [String!]) {
     __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message }
   }
 }"""
-BACKFILLED = (
-    "raw_telemetry",
-    "raw_errors",
-    "raw_maintenance",
-    "raw_failures",
-    # A raw table and its quarantine are one step: a backfill takes both.
-    "quarantine_telemetry",
-    "quarantine_errors",
-    "quarantine_maint",
-    "quarantine_failures",
-    "machine_features",
-    "failure_labels",
-)
+# Every compared asset but the scores; a raw table and its quarantine are one step, so a
+# backfill takes both.
+BACKFILLED = tuple(name for name in COMPARED if name != "machine_scores")
 
 
 def start_backfills(port: int) -> list[str]:

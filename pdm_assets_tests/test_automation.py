@@ -185,28 +185,27 @@ def test_outcomes_wait_for_the_failures_of_the_day_that_settles_them(
     assert sensor.tick().run_requests == []
 
 
-def test_outcomes_follow_once_the_horizon_has_landed(
-    defs: dg.Definitions, fleet, pdm_home: Path
+@pytest.mark.parametrize(
+    ("scored", "expected"),
+    [(True, (OUTCOMES_JOB, ())), (False, (LANDED_DAY_JOB, ("failure_labels",)))],
+    ids=["scored: labels and outcomes", "unscored: labels only"],
+)
+def test_labels_and_outcomes_follow_once_the_horizon_has_landed(
+    defs: dg.Definitions, fleet, pdm_home: Path, scored: bool, expected: tuple
 ) -> None:
     _land(fleet, pdm_home, *range(1, 9))
     sensor = Sensor(defs)
     sensor.tick()
-    result = sensor.tick(*_landed_run(*range(1, 9), scored=True))
-    # Day 8's failures complete day 1's horizon (1 .. 8): labels again, then outcomes.
-    assert _runs(result) == [(OUTCOMES_JOB, _day(1), ())]
-    assert result.run_requests[0].run_key.startswith("outcomes:2015-01-01:")
+    result = sensor.tick(*_landed_run(*range(1, 9), scored=scored))
+    # Day 8's failures complete day 1's horizon (1 .. 8): labels again (then outcomes if it was
+    # scored); days 2 .. 8 still wait for theirs.
+    job, assets = expected
+    assert _runs(result) == [(job, _day(1), assets)]
+    kind = "outcomes" if scored else "labels"
+    assert result.run_requests[0].run_key.startswith(f"{kind}:2015-01-01:")
     # Once they ran, nothing more.
-    assert sensor.tick(("failure_labels", 1), ("model_outcomes", 1)).run_requests == []
-
-
-def test_labels_of_an_unscored_day_follow_its_horizon_without_outcomes(
-    defs: dg.Definitions, fleet, pdm_home: Path
-) -> None:
-    _land(fleet, pdm_home, *range(1, 9))
-    sensor = Sensor(defs)
-    sensor.tick()
-    result = sensor.tick(*_landed_run(*range(1, 9)))
-    assert _runs(result) == [(LANDED_DAY_JOB, _day(1), ("failure_labels",))]
+    done = [("failure_labels", 1), *([("model_outcomes", 1)] if scored else [])]
+    assert sensor.tick(*done).run_requests == []
 
 
 def test_a_re_landed_day_is_ingested_again_and_what_reads_it_follows(
