@@ -131,6 +131,12 @@ def written_partitions(instance: dg.DagsterInstance) -> dict[str, dict[date, int
     return written
 
 
+def first_model_month(instance: dg.DagsterInstance) -> date | None:
+    """The first month a failure_model partition was materialised for (None: none yet)."""
+    months = instance.get_materialized_partitions(dg.AssetKey("failure_model"))
+    return min((date.fromisoformat(month) for month in months), default=None)
+
+
 def busy_days(instance: dg.DagsterInstance) -> set[date]:
     """Days that a queued or running run of a daily job touches (a backfill's whole range)."""
     busy: set[date] = set()
@@ -305,6 +311,7 @@ def build_landing_sensor(
             written=written,
             busy=busy_days(context.instance),
             reach=Reach(lookback, fleet.horizon_days, first_day, last_day),
+            first_model_month=first_model_month(context.instance),
         )
         used, stuck = already_requested(context.instance, plan.runs)
         runs = [run for run in plan.runs if run.run_key not in used][:MAX_REQUESTS_PER_TICK]

@@ -164,8 +164,12 @@ def plan_days(
     written: Written,
     busy: set[date],
     reach: Reach,
+    first_model_month: date | None = None,
 ) -> DailyPlan:
     """The runs that bring the sensor's daily partitions up to date with their inputs.
+
+    `first_model_month`: the first month a model was trained for (None: no model yet); a day
+    the sensor landed from that month on is scored once it has features.
 
     `landed`: complete landed days -> their fingerprint now; `seen`: days the sensor knows ->
     the fingerprint it requested (or found ingested) them with, "" for "take whatever is there";
@@ -250,6 +254,15 @@ def plan_days(
             )
             continue
         if own is None:
+            continue
+        scorable = first_model_month is not None and day >= first_model_month
+        if day in sensor_days and scorable and scores.get(day, -1) < own:
+            # Its features came from another run (a backfill, after its own run had failed on
+            # a hole): the scores and work list follow them.
+            if not blocked([day]):
+                plan.runs.append(
+                    DayRun(REFRESH, day, (SCORES, WORKLIST), "its features are newer", str(own))
+                )
             continue
         newest_input = max(_newest(written, ("raw_failures",), ahead), own)
         label_stale = labels.get(day, -1) < newest_input

@@ -185,6 +185,32 @@ def test_outcomes_wait_for_the_failures_of_the_day_that_settles_them(
     assert sensor.tick().run_requests == []
 
 
+def test_a_landed_day_whose_features_another_run_wrote_gets_its_scores(
+    defs: dg.Definitions, fleet, pdm_home: Path
+) -> None:
+    """Day 8's own run failed on its lookback; a backfill then wrote its features. Once a model
+    covers its month, its scores and work list follow."""
+    _land(fleet, pdm_home, 1, 2, 3, 8)
+    sensor = Sensor(defs)
+    sensor.tick()
+    sensor.tick(*_landed_run(1, 2, 3), *[(asset, 8) for asset in RAW])
+    _land(fleet, pdm_home, 4, 5, 6, 7)
+    sensor.tick()
+    backfill = [*_landed_run(4, 5, 6, 7), ("machine_features", 8), ("failure_labels", 8)]
+    without_model = sensor.tick(*backfill)
+    assert (LANDED_DAY_JOB, _day(8), ("machine_scores", "maintenance_worklist")) not in _runs(
+        without_model
+    )
+    # A model for January: every day the sensor landed gets its scores (none had them), in one
+    # range run.
+    sensor.instance.report_runless_asset_event(
+        dg.AssetMaterialization("failure_model", partition="2015-01-01")
+    )
+    assert _runs(sensor.tick()) == [
+        (LANDED_DAY_JOB, f"{_day(1)}..{_day(8)}", ("machine_scores", "maintenance_worklist"))
+    ]
+
+
 @pytest.mark.parametrize(
     ("scored", "expected"),
     [(True, (OUTCOMES_JOB, ())), (False, (LANDED_DAY_JOB, ("failure_labels",)))],
