@@ -43,6 +43,7 @@ from pdm_assets import daily_plan, landing
 from pdm_assets.daily_plan import DailyPlan, DayRun, Reach
 from pdm_assets.fleet import Fleet
 from pdm_assets.jobs import LANDED_DAY_JOB, OUTCOMES_JOB, TRAIN_JOB
+from pdm_assets.timewindow import day_ranges
 
 TRAIN_SCHEDULE = "monthly_training_schedule"
 LANDING_SENSOR = "landing_sensor"
@@ -227,7 +228,7 @@ def describe_plan(plan: DailyPlan, stuck: list[str]) -> str:
     lines = []
     if plan.incomplete:
         waits = [
-            f"{day} (lacks {day_text(holes)})" for day, holes in sorted(plan.incomplete.items())
+            f"{day} (lacks {day_ranges(holes)})" for day, holes in sorted(plan.incomplete.items())
         ]
         lines.append("waiting for days they read: " + "; ".join(waits[:10]))
     if plan.waiting:
@@ -244,12 +245,6 @@ def describe_plan(plan: DailyPlan, stuck: list[str]) -> str:
     if stuck:
         lines.append("stuck: " + "; ".join(stuck[:10]))
     return ". ".join(lines)
-
-
-def day_text(days: list[date]) -> str:
-    if len(days) <= 3:
-        return ", ".join(str(day) for day in days)
-    return f"{days[0]} .. {days[-1]} ({len(days)} days)"
 
 
 def build_landing_sensor(
