@@ -67,11 +67,6 @@ class DayRun:
     last: date | None = None
 
     @property
-    def days(self) -> list[date]:
-        last = self.last or self.day
-        return [self.day + timedelta(days=n) for n in range((last - self.day).days + 1)]
-
-    @property
     def label(self) -> str:
         return self.day.isoformat() if self.last is None else f"{self.day} .. {self.last}"
 
