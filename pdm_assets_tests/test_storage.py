@@ -6,16 +6,26 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
+import dagster as dg
 import pytest
 from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
 from pyspark.sql import functions as F
 
+from pdm_assets.spark import SparkResource
 from pdm_assets.timewindow import Window
-from pdm_assets.warehouse import MissingDatasetError, TableWarehouse, Warehouse
-from pdm_assets.warehouse.folder import RowsNotVisibleError
+from pdm_assets.warehouse import (
+    MissingDatasetError,
+    SparkParquetIOManager,
+    TableWarehouse,
+    Warehouse,
+    WarehouseResource,
+)
+from pdm_assets.warehouse.folder import RowsNotVisibleError, StaleInputError
+from pdm_assets.warehouse.store import ReadVersion
 
 
 def _frame(spark: SparkSession, rows: list[tuple[str, int]]) -> DataFrame:
@@ -129,32 +139,103 @@ def test_a_write_failing_midway_leaves_the_old_partition_intact(spark, tmp_path:
     assert _values(warehouse.read_window(spark, "t", day)) == [("2015-01-01", 1), ("2015-01-01", 2)]
 
 
-def test_a_run_killed_between_days_leaves_each_day_whole(
-    spark, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    warehouse = Warehouse(tmp_path)
-    two_days = Window.of_days(date(2015, 1, 1), date(2015, 1, 3))
-    warehouse.write_partitions("t", _frame(spark, [("2015-01-01", 1), ("2015-01-02", 2)]), two_days)
-
+def _kill_after_swaps(monkeypatch: pytest.MonkeyPatch, allowed: int) -> None:
+    """The next commit dies (as kill -9 would, with no cleanup) after `allowed` link swaps."""
     swaps = {"done": 0}
     original = Warehouse._swap_link
 
-    def swap_once_then_die(dataset_path: Path, name: str, version: Path) -> None:
-        if swaps["done"] == 1:
+    def swap_then_die(dataset_path: Path, name: str, version: Path) -> None:
+        if swaps["done"] == allowed:
             raise KeyboardInterrupt("killed")
         swaps["done"] += 1
         original(dataset_path, name, version)
 
-    monkeypatch.setattr(Warehouse, "_swap_link", staticmethod(swap_once_then_die))
+    monkeypatch.setattr(Warehouse, "_swap_link", staticmethod(swap_then_die))
+
+
+def test_a_window_killed_between_its_days_is_finished_by_the_next_reader(
+    spark, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Finding 5 of issue 19: a window used to be committed day by day, so a kill between two
+    swaps left it half new, half old. The commit's journal now lets the next reader finish it."""
+    warehouse = Warehouse(tmp_path)
+    two_days = Window.of_days(date(2015, 1, 1), date(2015, 1, 3))
+    warehouse.write_partitions("t", _frame(spark, [("2015-01-01", 1), ("2015-01-02", 2)]), two_days)
+    _kill_after_swaps(monkeypatch, allowed=1)
     with pytest.raises(KeyboardInterrupt):
         warehouse.write_partitions(
             "t", _frame(spark, [("2015-01-01", 10), ("2015-01-02", 20)]), two_days
         )
-    # Day 1 was swapped to the new rows, day 2 still has the old ones; neither is a mix.
-    assert _values(warehouse.read_window(spark, "t", two_days)) == [
-        ("2015-01-01", 10),
-        ("2015-01-02", 2),
-    ]
+    monkeypatch.undo()
+    # On disk, day 1 is new and day 2 old, but the journal of the commit is still there.
+    on_disk = {
+        day: [
+            row["value"]
+            for row in spark.read.parquet(str((tmp_path / "t" / day).resolve())).collect()
+        ]
+        for day in ("date=2015-01-01", "date=2015-01-02")
+    }
+    assert on_disk == {"date=2015-01-01": [10], "date=2015-01-02": [2]}
+    assert len(list((tmp_path / "_commits").glob("*.json"))) == 1
+    with caplog.at_level(logging.WARNING, logger="pdm_assets.warehouse.folder"):
+        assert _values(warehouse.read_window(spark, "t", two_days)) == [
+            ("2015-01-01", 10),
+            ("2015-01-02", 20),
+        ]
+    assert any("finishing commit" in record.getMessage() for record in caplog.records)
+    assert list((tmp_path / "_commits").glob("*.json")) == []
+
+
+def test_a_step_killed_before_its_commit_leaves_every_output_as_it_was(
+    spark, tmp_path: Path
+) -> None:
+    """A raw table and its quarantine are staged one after the other, then committed in one go:
+    if the step dies after staging the first, readers still see both from the earlier run."""
+    warehouse = Warehouse(tmp_path)
+    day = Window.of_days(date(2015, 1, 1), date(2015, 1, 2))
+    warehouse.write_partitions("raw", _frame(spark, [("2015-01-01", 1)]), day)
+    warehouse.write_partitions("quarantine", _frame(spark, [("2015-01-01", 100)]), day)
+
+    staged = warehouse.stage_partitions("quarantine", _frame(spark, [("2015-01-01", 200)]), day)
+    # (the step dies here, before staging raw)
+    assert _values(warehouse.read_window(spark, "quarantine", day)) == [("2015-01-01", 100)]
+
+    raw = warehouse.stage_partitions("raw", _frame(spark, [("2015-01-01", 2)]), day)
+    warehouse.commit([staged, raw])
+    assert _values(warehouse.read_window(spark, "quarantine", day)) == [("2015-01-01", 200)]
+    assert _values(warehouse.read_window(spark, "raw", day)) == [("2015-01-01", 2)]
+
+
+def test_a_step_whose_input_was_replaced_meanwhile_commits_nothing(spark, tmp_path: Path) -> None:
+    """Finding 4 of issue 19, for runs launched around the queue: a step that read an input,
+    computed, and then found the input replaced by another run must not overwrite the rows that
+    run computed from the newer input."""
+    warehouse = Warehouse(tmp_path)
+    day = Window.of_days(date(2015, 1, 1), date(2015, 1, 2))
+    warehouse.write_partitions("features", _frame(spark, [("2015-01-01", 1)]), day)
+    warehouse.write_partitions("scores", _frame(spark, [("2015-01-01", 10)]), day)
+
+    read: list[ReadVersion] = []
+    old_input = warehouse.read_window(spark, "features", day, read)
+    assert [(pin.dataset, pin.link) for pin in read] == [("features", "date=2015-01-01")]
+    # Another run replaces the input and the output meanwhile.
+    warehouse.write_partitions("features", _frame(spark, [("2015-01-01", 2)]), day)
+    warehouse.write_partitions("scores", _frame(spark, [("2015-01-01", 20)]), day)
+
+    stale = warehouse.stage_partitions(
+        "scores", old_input.select("date", F.lit(10).alias("value")), day
+    )
+    with pytest.raises(StaleInputError, match="another run replaced features date=2015-01-01"):
+        warehouse.commit([stale], read)
+    assert _values(warehouse.read_window(spark, "scores", day)) == [("2015-01-01", 20)]
+    # The refused version is removed at once, not left for the sweep.
+    assert not (tmp_path / "scores" / stale.links["date=2015-01-01"]).exists()
+    # Read again, the same step commits.
+    read.clear()
+    warehouse.read_window(spark, "features", day, read)
+    fresh = warehouse.stage_partitions("scores", _frame(spark, [("2015-01-01", 21)]), day)
+    warehouse.commit([fresh], read)
+    assert _values(warehouse.read_window(spark, "scores", day)) == [("2015-01-01", 21)]
 
 
 def test_rows_outside_the_window_are_refused_not_dropped(spark, tmp_path: Path) -> None:
@@ -373,3 +454,103 @@ def test_two_parquet_uri_writers_of_one_window_take_turns_and_leave_no_duplicate
     # One writer's three rows, the last one's: never six.
     assert rows in ([("2015-01-01", 1)] * 3, [("2015-01-01", 2)] * 3), rows
     assert not lease.exists()
+
+
+def _two_output_step(fail_between: bool) -> dg.AssetsDefinition:
+    @dg.multi_asset(
+        outs={
+            "quarantine": dg.AssetOut(io_manager_key="warehouse_io_manager"),
+            "raw": dg.AssetOut(io_manager_key="warehouse_io_manager"),
+        },
+        partitions_def=dg.DailyPartitionsDefinition(start_date="2015-01-01", end_date="2015-01-03"),
+        # A check is an output of the step too, which the IO manager never sees.
+        check_specs=[dg.AssetCheckSpec("rows", asset="raw")],
+    )
+    def step(
+        spark: SparkResource,
+    ) -> Iterator[dg.Output[DataFrame] | dg.AssetCheckResult]:
+        session = spark.get_session()
+        yield dg.Output(_frame(session, [("2015-01-01", 200)]), output_name="quarantine")
+        if fail_between:
+            raise RuntimeError("killed between the two outputs")
+        yield dg.Output(_frame(session, [("2015-01-01", 2)]), output_name="raw")
+        yield dg.AssetCheckResult(asset_key="raw", check_name="rows", passed=True)
+
+    return step
+
+
+def test_the_io_manager_commits_a_steps_outputs_together(spark, tmp_path: Path) -> None:
+    """Through Dagster: the quarantine a step yields first becomes visible only with the raw
+    table it yields second; a step that fails between them changes neither."""
+    warehouse = Warehouse(tmp_path)
+    day = Window.of_days(date(2015, 1, 1), date(2015, 1, 2))
+    warehouse.write_partitions("raw", _frame(spark, [("2015-01-01", 1)]), day)
+    warehouse.write_partitions("quarantine", _frame(spark, [("2015-01-01", 100)]), day)
+    local = SparkResource(master="local[2]")
+    resources = {
+        "spark": local,
+        "warehouse_io_manager": SparkParquetIOManager(
+            warehouse_resource=WarehouseResource(root=str(tmp_path)), spark=local
+        ),
+    }
+    failed = dg.materialize(
+        [_two_output_step(fail_between=True)],
+        resources=resources,
+        partition_key="2015-01-01",
+        raise_on_error=False,
+    )
+    assert not failed.success
+    assert _values(warehouse.read_window(spark, "quarantine", day)) == [("2015-01-01", 100)]
+    assert _values(warehouse.read_window(spark, "raw", day)) == [("2015-01-01", 1)]
+
+    done = dg.materialize(
+        [_two_output_step(fail_between=False)], resources=resources, partition_key="2015-01-01"
+    )
+    assert done.success
+    assert _values(warehouse.read_window(spark, "quarantine", day)) == [("2015-01-01", 200)]
+    assert _values(warehouse.read_window(spark, "raw", day)) == [("2015-01-01", 2)]
+
+
+def test_the_io_manager_refuses_outputs_computed_from_replaced_inputs(
+    spark, tmp_path: Path
+) -> None:
+    """A step whose input another run replaced while it computed fails and writes nothing; run
+    again, it reads the new input."""
+    warehouse = Warehouse(tmp_path)
+    day = Window.of_days(date(2015, 1, 1), date(2015, 1, 2))
+    daily = dg.DailyPartitionsDefinition(start_date="2015-01-01", end_date="2015-01-03")
+    warehouse.write_partitions("features", _frame(spark, [("2015-01-01", 1)]), day)
+    other_run = {"replace": True}
+
+    @dg.asset(partitions_def=daily, io_manager_key="warehouse_io_manager")
+    def features() -> DataFrame:
+        raise AssertionError("only read here")
+
+    @dg.asset(partitions_def=daily, io_manager_key="warehouse_io_manager")
+    def scores(features: DataFrame) -> DataFrame:
+        if other_run["replace"]:
+            warehouse.write_partitions("features", _frame(spark, [("2015-01-01", 2)]), day)
+        return features.select("date", (F.col("value") * 10).alias("value"))
+
+    local = SparkResource(master="local[2]")
+    resources = {
+        "warehouse_io_manager": SparkParquetIOManager(
+            warehouse_resource=WarehouseResource(root=str(tmp_path)), spark=local
+        )
+    }
+    stale = dg.materialize(
+        [features.to_source_asset(), scores],
+        resources=resources,
+        partition_key="2015-01-01",
+        raise_on_error=False,
+    )
+    assert not stale.success
+    failure = next(event for event in stale.all_events if event.is_step_failure)
+    assert "another run replaced features date=2015-01-01" in str(failure.step_failure_data.error)
+    assert warehouse.partition_dates("scores") == []
+
+    other_run["replace"] = False
+    dg.materialize(
+        [features.to_source_asset(), scores], resources=resources, partition_key="2015-01-01"
+    )
+    assert _values(warehouse.read_window(spark, "scores", day)) == [("2015-01-01", 20)]

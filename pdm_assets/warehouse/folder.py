@@ -21,19 +21,34 @@ versions no `date=` link points at once they are older than `keep_replaced_secon
 (PDM_KEEP_REPLACED_HOURS, 24 hours by default, at least one). A version that a swap replaced is
 kept that long too: another run may be reading it (Spark reads lazily, long after it listed the
 files), and the rows and quarantine of a day landed again stay on disk that long, to compare or
-restore. So a crash leaves at most one staged copy of the window it was writing, and one unlinked
-copy of each day it had moved into place, until the first write of that dataset after that time.
+restore. So a crash leaves at most one staged copy of the window it was writing, until the first
+write of that dataset after that time.
+
+A step's outputs are committed together, or not at all (`commit`). Each output is first staged
+(written under its dataset's lock and moved into version folders no link points at yet); then,
+holding `<warehouse>/_commit.lock` exclusively, the writer writes one journal,
+`_commits/<uuid>.json`, naming every link of every output and the version it gets (the commit
+point: one rename), swaps the links, and deletes the journal. Readers resolve links holding the
+same lock shared, so they see a step's raw table and its quarantine, and every day of its window,
+all from before the commit or all from after. A journal that outlives its lock was left by a
+writer killed mid-swap: whoever takes the lock next (reader or writer) finishes its swaps first.
+
+The commit also refuses rows computed from inputs that changed meanwhile: the IO manager names
+the versions of the inputs the step read (`ReadVersion`), and if another run replaced one of
+them since, nothing is committed and the step fails (its retry reads the new rows). Runs of the
+sensor never meet this (they queue on one pool); runs launched around the queue can.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -49,6 +64,8 @@ from pdm_assets.timewindow import Window
 from pdm_assets.warehouse.store import (
     DATE_COLUMN,
     MissingDatasetError,
+    ReadVersion,
+    Staged,
     by_day,
     read_all,
     rows_in_window,
@@ -60,6 +77,8 @@ VERSIONS = "_versions"
 UNPARTITIONED = "current"
 LOCK_FILE = "_writer.lock"
 STAGING_PREFIX = "_staging-"
+COMMITS = "_commits"
+COMMIT_LOCK = "_commit.lock"
 LOCK_TIMEOUT_SECONDS = 6 * 3600
 # Readers need an hour at least; a day by default, to look at what a re-landed day replaced.
 MIN_KEEP_REPLACED_SECONDS = 3600
@@ -69,6 +88,10 @@ _DAY_IN_PATH = r"/date=(\d{4}-\d{2}-\d{2})/"
 
 class RowsNotVisibleError(RuntimeError):
     """Spark wrote rows that the driver does not find where they were written."""
+
+
+class StaleInputError(RuntimeError):
+    """An input of the step was replaced by another run after the step read it."""
 
 
 def _link_name(day: date) -> str:
@@ -97,6 +120,10 @@ class Warehouse:
 
     def partition_dates(self, dataset: str) -> list[date]:
         """Days of the dataset whose partition is materialised, sorted."""
+        with self._reading():
+            return self._partition_dates(dataset)
+
+    def _partition_dates(self, dataset: str) -> list[date]:
         path = self.dataset_path(dataset)
         if not path.exists():
             return []
@@ -107,7 +134,7 @@ class Warehouse:
         return sorted(days)
 
     def write_partitions(self, dataset: str, frame: DataFrame, window: Window) -> dict[date, int]:
-        """Replace every day of `window` with the rows of `frame` for that day.
+        """Replace every day of `window` with the rows of `frame` for that day, all at once.
 
         `frame` must have a `date` column, and every row must fall inside the window: a row
         outside would otherwise be dropped without a trace. Days without rows become empty
@@ -116,12 +143,36 @@ class Warehouse:
         rows went where the driver cannot see them would otherwise become an empty partition).
         Returns rows per day.
         """
+        staged = self.stage_partitions(dataset, frame, window)
+        self.commit([staged])
+        return {day: rows for day, rows in staged.counts.items() if day is not None}
+
+    def write_table(self, dataset: str, frame: DataFrame) -> int:
+        """Replace an unpartitioned dataset atomically; returns its row count."""
+        staged = self.stage_table(dataset, frame)
+        self.commit([staged])
+        return sum(staged.counts.values())
+
+    def stage_partitions(self, dataset: str, frame: DataFrame, window: Window) -> Staged:
+        """Write the days of `window` (as `write_partitions` describes) without committing."""
         if DATE_COLUMN not in frame.columns:
             raise ValueError(f"{dataset}: a partitioned dataset needs a '{DATE_COLUMN}' column")
         with self.writer_lock(dataset):
-            return self._write_partitions(dataset, frame, window)
+            return self._stage_partitions(dataset, frame, window)
 
-    def _write_partitions(self, dataset: str, frame: DataFrame, window: Window) -> dict[date, int]:
+    def stage_table(self, dataset: str, frame: DataFrame) -> Staged:
+        """Write an unpartitioned dataset's new version without committing."""
+        dataset_path = self.dataset_path(dataset)
+        with self.writer_lock(dataset):
+            version = dataset_path / VERSIONS / UNPARTITIONED / uuid.uuid4().hex
+            frame.write.parquet(str(version))
+            return Staged(
+                dataset,
+                {UNPARTITIONED: os.path.relpath(version, dataset_path)},
+                {None: _parquet_rows(version)},
+            )
+
+    def _stage_partitions(self, dataset: str, frame: DataFrame, window: Window) -> Staged:
         days = window.days
         dataset_path = self.dataset_path(dataset)
         staging = dataset_path / VERSIONS / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
@@ -160,8 +211,10 @@ class Warehouse:
                 "to a path this driver does not see (a folder warehouse on a cluster needs a "
                 "path every node shares; use an object-store URI or a Unity Catalog volume)"
             )
-        counts: dict[date, int] = {}
+        links: dict[str, str] = {}
         try:
+            # Out of staging (which the next writer sweeps at once) into fresh version folders,
+            # which a sweep leaves alone for keep_replaced_seconds: time enough to commit.
             for day in days:
                 version = dataset_path / VERSIONS / _link_name(day) / uuid.uuid4().hex
                 version.parent.mkdir(parents=True, exist_ok=True)
@@ -170,20 +223,89 @@ class Warehouse:
                     os.replace(written, version)
                 else:
                     _write_empty_parquet(version, data_schema)
-                counts[day] = staged.get(day, 0)
-                self._swap_link(dataset_path, _link_name(day), version)
+                links[_link_name(day)] = os.path.relpath(version, dataset_path)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        return counts
+        return Staged(dataset, links, {day: staged.get(day, 0) for day in days})
 
-    def write_table(self, dataset: str, frame: DataFrame) -> int:
-        """Replace an unpartitioned dataset atomically; returns its row count."""
-        dataset_path = self.dataset_path(dataset)
-        with self.writer_lock(dataset):
-            version = dataset_path / VERSIONS / UNPARTITIONED / uuid.uuid4().hex
-            frame.write.parquet(str(version))
-            self._swap_link(dataset_path, UNPARTITIONED, version)
-            return _parquet_rows(version)
+    def commit(self, staged: Sequence[Staged], read: Sequence[ReadVersion] = ()) -> None:
+        """Point every link of `staged` at its new version, all in one commit, or none.
+
+        Refused (StaleInputError, nothing changed, the staged versions removed) when a link in
+        `read` no longer points at the version the step read: its rows were computed from
+        inputs another run has replaced since.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self._links_lock(exclusive=True):
+            replaced = [
+                f"{pin.dataset} {pin.link}" for pin in read if self._current(pin) != pin.version
+            ]
+            if replaced:
+                for output in staged:
+                    for version in output.links.values():
+                        shutil.rmtree(
+                            self.dataset_path(output.dataset) / version, ignore_errors=True
+                        )
+                raise StaleInputError(
+                    f"another run replaced {', '.join(sorted(replaced))} after this step read "
+                    f"it; nothing of {', '.join(o.dataset for o in staged)} was committed (rows "
+                    "computed from the older inputs would replace newer ones). Run the step again"
+                )
+            journal = self._journal_folder() / f"{time.time_ns():020d}-{uuid.uuid4().hex}.json"
+            journal.parent.mkdir(exist_ok=True)
+            entries = [[o.dataset, link, v] for o in staged for link, v in o.links.items()]
+            temporary = journal.with_name(f".{journal.name}")
+            temporary.write_text(json.dumps(entries))
+            # The commit point: from here on the swaps happen, by this writer or the next one.
+            os.replace(temporary, journal)
+            self._apply(journal)
+
+    def _current(self, pin: ReadVersion) -> str | None:
+        link = self.dataset_path(pin.dataset) / pin.link
+        return os.readlink(link) if link.is_symlink() else None
+
+    def _journal_folder(self) -> Path:
+        return self.root / COMMITS
+
+    def _apply(self, journal: Path) -> None:
+        for dataset, link, version in json.loads(journal.read_text()):
+            dataset_path = self.dataset_path(dataset)
+            if (dataset_path / version).is_dir():
+                self._swap_link(dataset_path, link, dataset_path / version)
+            else:
+                log.error("%s: %s, committed for %s, is gone; link left", dataset, version, link)
+        journal.unlink()
+
+    @contextmanager
+    def _links_lock(self, exclusive: bool) -> Iterator[None]:
+        """Hold the warehouse's commit lock; first finish the swaps of a commit whose writer
+        died (its journal is still there, and no live writer holds the lock)."""
+        with open(self.root / COMMIT_LOCK, "a+") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            try:
+                folder = self._journal_folder()
+                left = sorted(folder.glob("[0-9]*.json")) if folder.is_dir() else []
+                if left:
+                    if not exclusive:
+                        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+                    # Another reader may have finished them while this one waited.
+                    for journal in sorted(folder.glob("[0-9]*.json")):
+                        log.warning("finishing commit %s of a writer that died", journal.name)
+                        self._apply(journal)
+                    if not exclusive:
+                        fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    @contextmanager
+    def _reading(self) -> Iterator[bool]:
+        """Links stay put while held (shared with other readers); False: no warehouse yet."""
+        if not self.root.is_dir():
+            yield False
+            return
+        with self._links_lock(exclusive=False):
+            yield True
 
     @contextmanager
     def writer_lock(
@@ -198,29 +320,43 @@ class Warehouse:
         with open(dataset_path / LOCK_FILE, "a+") as handle:
             _acquire(handle.fileno(), dataset, timeout_seconds)
             try:
+                # A dead writer's commit is finished before its versions could look unlinked.
+                with self._links_lock(exclusive=True):
+                    pass
                 _sweep_dead_writers(dataset_path, self.keep_replaced_seconds)
                 yield
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
-    def read_window(self, spark: SparkSession, dataset: str, window: Window) -> DataFrame:
+    def read_window(
+        self,
+        spark: SparkSession,
+        dataset: str,
+        window: Window,
+        read: list[ReadVersion] | None = None,
+    ) -> DataFrame:
         """All rows of the days in `window`, as one scan of exactly those days' versions.
 
-        The `date=` links are resolved here, once: Spark opens files lazily, and a path through
-        a link would name the files of whatever version the link points at by then (another
-        run may swap it meanwhile). A replaced version stays on disk for
-        `keep_replaced_seconds`, so the read finishes on the rows it started with.
+        The `date=` links are resolved here, once, under the commit lock: Spark opens files
+        lazily, and a path through a link would name the files of whatever version the link
+        points at by then (another run may swap it meanwhile). A replaced version stays on disk
+        for `keep_replaced_seconds`, so the read finishes on the rows it started with. The
+        versions read are appended to `read`, for `commit` to check.
         """
         path = self.dataset_path(dataset)
-        materialised = self.partition_dates(dataset)
-        if not materialised:
-            raise MissingDatasetError(
-                f"dataset '{dataset}' has no materialised partition under {path}; "
-                "materialise the upstream asset first"
-            )
-        wanted = set(window.days)
-        days = [day for day in materialised if day in wanted] or materialised[:1]
-        versions = [str((path / _link_name(day)).resolve()) for day in days]
+        with self._reading():
+            materialised = self._partition_dates(dataset)
+            if not materialised:
+                raise MissingDatasetError(
+                    f"dataset '{dataset}' has no materialised partition under {path}; "
+                    "materialise the upstream asset first"
+                )
+            wanted = set(window.days)
+            days = [day for day in materialised if day in wanted] or materialised[:1]
+            links = {_link_name(day): os.readlink(path / _link_name(day)) for day in days}
+        if read is not None:
+            read.extend(ReadVersion(dataset, link, version) for link, version in links.items())
+        versions = [str((path / version).resolve()) for version in links.values()]
         rows = spark.read.parquet(*versions).withColumn(
             DATE_COLUMN,
             F.to_date(F.regexp_extract(F.col("_metadata.file_path"), _DAY_IN_PATH, 1)),
@@ -230,14 +366,20 @@ class Warehouse:
     def read_all(self, spark: SparkSession, dataset: str) -> DataFrame:
         return read_all(self, spark, dataset)
 
-    def read_table(self, spark: SparkSession, dataset: str) -> DataFrame:
+    def read_table(
+        self, spark: SparkSession, dataset: str, read: list[ReadVersion] | None = None
+    ) -> DataFrame:
         path = self.dataset_path(dataset) / UNPARTITIONED
-        if not path.exists():
-            raise MissingDatasetError(
-                f"dataset '{dataset}' was never materialised (no {path}); materialise it first"
-            )
+        with self._reading():
+            if not path.exists():
+                raise MissingDatasetError(
+                    f"dataset '{dataset}' was never materialised (no {path}); materialise it first"
+                )
+            version = os.readlink(path)
+        if read is not None:
+            read.append(ReadVersion(dataset, UNPARTITIONED, version))
         # Resolved once, as in read_window: the rows stay those of the version read.
-        return spark.read.parquet(str(path.resolve()))
+        return spark.read.parquet(str((path.parent / version).resolve()))
 
     @staticmethod
     def _swap_link(dataset_path: Path, name: str, version: Path) -> None:

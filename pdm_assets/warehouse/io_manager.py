@@ -1,5 +1,6 @@
 """The IO manager that stores Spark DataFrames as warehouse datasets, and the warehouse resource."""
 
+from dataclasses import dataclass, field
 from datetime import date
 
 import dagster as dg
@@ -10,7 +11,7 @@ from pdm_assets.partitions import partition_window
 from pdm_assets.retries import fail_without_retry
 from pdm_assets.spark import SparkResource
 from pdm_assets.timewindow import Window, day_ranges
-from pdm_assets.warehouse.store import DatasetStore
+from pdm_assets.warehouse.store import DatasetStore, ReadVersion, Staged
 from pdm_assets.warehouse.stores import open_store
 
 # Input metadata: this input may read a window with days not materialised (labels look ahead at
@@ -44,6 +45,52 @@ def require_every_day(store: DatasetStore, dataset: str, window: Window) -> set[
 
 def _dataset_name(asset_key: dg.AssetKey) -> str:
     return "__".join(asset_key.path)
+
+
+@dataclass
+class _StepWrites:
+    """What one step has read, staged and committed: its outputs commit together once the last
+    of them is staged."""
+
+    read: list[ReadVersion] = field(default_factory=list)
+    staged: dict[str, Staged] = field(default_factory=dict)
+    committed: set[str] = field(default_factory=set)
+
+
+# Per (run, step) of this process: a step runs in one process (its own under the multiprocess
+# executor, the cluster's under the Databricks step launcher), and its outputs are handled in
+# that process one after the other.
+_STEPS: dict[tuple[str, str], _StepWrites] = {}
+
+
+def _step_writes(context: dg.InputContext | dg.OutputContext) -> _StepWrites:
+    try:
+        step = context.step_context
+    except dg.DagsterInvariantViolationError:
+        # A context built by hand (build_output_context): one output, committed at once.
+        return _StepWrites()
+    return _STEPS.setdefault((step.run_id, step.step.key), _StepWrites())
+
+
+def _outputs_to_commit_together(context: dg.OutputContext) -> set[str]:
+    """The step's outputs this IO manager stores that the step must yield: the selected asset
+    outputs under the same IO manager key (not its asset checks' outputs, nor optional ones)."""
+    try:
+        step = context.step_context
+    except dg.DagsterInvariantViolationError:
+        return {context.name}
+    layer = step.job_def.asset_layer
+    ours = step.op_def.output_def_named(context.name).io_manager_key
+    together = set()
+    for name in step.selected_output_names:
+        output = step.op_def.output_def_named(name)
+        if (
+            layer.get_asset_key_for_node_output(step.node_handle, name) is not None
+            and output.io_manager_key == ours
+            and output.is_required
+        ):
+            together.add(name)
+    return together | {context.name}
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -92,17 +139,28 @@ class SparkParquetIOManager(dg.ConfigurableIOManager):
         path = self.warehouse.dataset_location(dataset)
         if context.has_asset_partitions:
             window = partition_window(context.asset_partitions_time_window)
-            counts = self.warehouse.write_partitions(dataset, obj, window)
-            context.add_output_metadata(
-                {
-                    "path": dg.MetadataValue.path(path),
-                    "partitions_written": len(counts),
-                    "rows_written": sum(counts.values()),
-                }
-            )
+            staged = self.warehouse.stage_partitions(dataset, obj, window)
         else:
-            rows = self.warehouse.write_table(dataset, obj)
-            context.add_output_metadata({"path": dg.MetadataValue.path(path), "rows_written": rows})
+            staged = self.warehouse.stage_table(dataset, obj)
+        self._commit_when_last(context, staged)
+        rows = sum(staged.counts.values())
+        partitions = (
+            {"partitions_written": len(staged.counts)} if context.has_asset_partitions else {}
+        )
+        context.add_output_metadata(
+            {"path": dg.MetadataValue.path(path), **partitions, "rows_written": rows}
+        )
+
+    def _commit_when_last(self, context: dg.OutputContext, staged: Staged) -> None:
+        """Commit the step's outputs together once the last is staged (a raw table and its
+        quarantine, from one read of the source), refusing them if an input changed meanwhile."""
+        step = _step_writes(context)
+        step.staged[context.name] = staged
+        if not _outputs_to_commit_together(context) <= step.committed | set(step.staged):
+            return
+        self.warehouse.commit(list(step.staged.values()), step.read)
+        step.committed |= set(step.staged)
+        step.staged.clear()
 
     def load_input(self, context: dg.InputContext) -> DataFrame:
         upstream = context.upstream_output
@@ -119,5 +177,5 @@ class SparkParquetIOManager(dg.ConfigurableIOManager):
                     # A retry would find the same hole: the sensor runs the day once it is filled.
                     step = context.step_context
                     raise fail_without_retry(step.instance, step.run_id, failure) from None
-            return self.warehouse.read_window(session, dataset, window)
-        return self.warehouse.read_table(session, dataset)
+            return self.warehouse.read_window(session, dataset, window, _step_writes(context).read)
+        return self.warehouse.read_table(session, dataset, _step_writes(context).read)

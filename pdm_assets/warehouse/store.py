@@ -7,6 +7,8 @@ day versions) and the table store (tables.py, Delta or Parquet tables on a URI);
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Protocol
 
@@ -23,6 +25,31 @@ class MissingDatasetError(LookupError):
     """Raised when an asset reads a dataset that was never materialised."""
 
 
+@dataclass(frozen=True)
+class Staged:
+    """One output written but not yet visible to readers (until `commit`).
+
+    `counts` are its rows per day (unpartitioned: one entry, under `None`). For the folder store,
+    `links` maps each link of the dataset (`date=...` or `current`) to the version it gets at the
+    commit, relative to the dataset folder; a table store commits each table as it writes it,
+    and leaves `links` empty.
+    """
+
+    dataset: str
+    links: dict[str, str]
+    counts: dict[date | None, int]
+
+
+@dataclass(frozen=True)
+class ReadVersion:
+    """The version of one day (or of the whole table) of a dataset that a step read; the folder
+    store's `commit` refuses a step whose inputs changed since."""
+
+    dataset: str
+    link: str
+    version: str
+
+
 class DatasetStore(Protocol):
     """What assets and the IO manager need of a warehouse, local folder or object store."""
 
@@ -36,11 +63,27 @@ class DatasetStore(Protocol):
 
     def write_table(self, dataset: str, frame: DataFrame) -> int: ...
 
-    def read_window(self, spark: SparkSession, dataset: str, window: Window) -> DataFrame: ...
+    # A step with several outputs (a raw table and its quarantine) stages each, then commits
+    # them together; write_partitions and write_table are both in one call.
+    def stage_partitions(self, dataset: str, frame: DataFrame, window: Window) -> Staged: ...
+
+    def stage_table(self, dataset: str, frame: DataFrame) -> Staged: ...
+
+    def commit(self, staged: Sequence[Staged], read: Sequence[ReadVersion] = ()) -> None: ...
+
+    def read_window(
+        self,
+        spark: SparkSession,
+        dataset: str,
+        window: Window,
+        read: list[ReadVersion] | None = None,
+    ) -> DataFrame: ...
 
     def read_all(self, spark: SparkSession, dataset: str) -> DataFrame: ...
 
-    def read_table(self, spark: SparkSession, dataset: str) -> DataFrame: ...
+    def read_table(
+        self, spark: SparkSession, dataset: str, read: list[ReadVersion] | None = None
+    ) -> DataFrame: ...
 
 
 def rows_in_window(frame: DataFrame, window: Window) -> DataFrame:

@@ -31,7 +31,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -46,6 +46,8 @@ from pdm_assets.timewindow import Window
 from pdm_assets.warehouse.store import (
     DATE_COLUMN,
     MissingDatasetError,
+    ReadVersion,
+    Staged,
     by_day,
     read_all,
     rows_in_window,
@@ -178,7 +180,24 @@ class TableWarehouse:
         frame.write.format(self.table_format).mode("overwrite").save(location)
         return self.read_table(frame.sparkSession, dataset).count()
 
-    def read_window(self, spark: SparkSession, dataset: str, window: Window) -> DataFrame:
+    def stage_partitions(self, dataset: str, frame: DataFrame, window: Window) -> Staged:
+        """Writes (and so commits) at once: each table's window is its own transaction."""
+        counts = self.write_partitions(dataset, frame, window)
+        return Staged(dataset, {}, {day: rows for day, rows in counts.items()})
+
+    def stage_table(self, dataset: str, frame: DataFrame) -> Staged:
+        return Staged(dataset, {}, {None: self.write_table(dataset, frame)})
+
+    def commit(self, staged: Sequence[Staged], read: Sequence[ReadVersion] = ()) -> None:
+        """Nothing left to do (see stage_partitions); inputs are not checked here."""
+
+    def read_window(
+        self,
+        spark: SparkSession,
+        dataset: str,
+        window: Window,
+        read: list[ReadVersion] | None = None,
+    ) -> DataFrame:
         """All rows of the days in `window`, as one read pruned by the date partitions."""
         manifest = self._manifest(spark, dataset)
         if manifest is None:
@@ -198,7 +217,9 @@ class TableWarehouse:
     def read_all(self, spark: SparkSession, dataset: str) -> DataFrame:
         return read_all(self, spark, dataset)
 
-    def read_table(self, spark: SparkSession, dataset: str) -> DataFrame:
+    def read_table(
+        self, spark: SparkSession, dataset: str, read: list[ReadVersion] | None = None
+    ) -> DataFrame:
         rows = self._load(spark, self.dataset_location(dataset))
         if rows is None:
             raise MissingDatasetError(
