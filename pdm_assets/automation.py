@@ -279,11 +279,8 @@ def build_landing_sensor(
         cursor, warning = LandingCursor.parse(context.cursor, first_day)
         if warning:
             context.log.warning(warning)
-        complete = landing.complete_days(landing_dir, fleet.event_tables)
-        inside = [day for day in complete if first_day <= day <= last_day]
-        landed = {
-            day: landing.day_fingerprint(landing_dir, day, fleet.event_tables) for day in inside
-        }
+        complete = landing.landed_days(landing_dir, fleet.event_tables)
+        landed = {day: fp for day, fp in complete.items() if first_day <= day <= last_day}
         written = written_partitions(context.instance)
         if context.cursor is None or warning:
             # First tick (or lost cursor): days a bulk backfill already ingested are not news.

@@ -16,7 +16,8 @@ import os
 import posixpath
 import re
 import tempfile
-from typing import IO
+from collections.abc import Mapping
+from typing import IO, Any
 
 import fsspec
 from fsspec.spec import AbstractFileSystem
@@ -97,8 +98,24 @@ _IDENTITY_FIELDS = ("size", "mtime", "LastModified", "last_modified", "ETag", "e
 def identity(location: str) -> str:
     """A short text that changes whenever the file at `location` is written again."""
     fs, path = fs_and_path(location)
-    info = fs.info(path)
-    return ";".join(f"{name}={info[name]}" for name in _IDENTITY_FIELDS if name in info)
+    return identity_of(fs.info(path))
+
+
+def identity_of(details: Mapping[str, object]) -> str:
+    """`identity` of a file from the details a listing gave for it (no call of its own)."""
+    return ";".join(f"{name}={details[name]}" for name in _IDENTITY_FIELDS if name in details)
+
+
+def child_entries(location: str) -> dict[str, dict[str, Any]]:
+    """Each entry directly inside `location`, by name, with the details of one listing ({} if
+    the folder does not exist): the type ("file", "directory"), the size, the modification
+    time or version the file system reports."""
+    fs, path = fs_and_path(location)
+    try:
+        entries = fs.ls(path, detail=True)
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    return {posixpath.basename(str(entry["name"]).rstrip("/")): entry for entry in entries}
 
 
 def open_binary(location: str) -> IO[bytes]:

@@ -90,14 +90,6 @@ def is_day_complete(landing: Path | str, day: date, tables: Sequence[str]) -> bo
     return all(filesystem.is_file(table_path(landing, day, table)) for table in tables)
 
 
-def day_fingerprint(landing: Path | str, day: date, tables: Sequence[str]) -> str:
-    """A short hash that changes when the day is landed again: its marker and files written anew
-    (a corrected day), even with the same row counts."""
-    parts = [filesystem.identity(complete_marker(landing, day))]
-    parts += [filesystem.identity(table_path(landing, day, table)) for table in tables]
-    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
-
-
 def parse_day_dir(name: str) -> date | None:
     """The day of a ``date=YYYY-MM-DD`` folder name, or None for anything else."""
     if not name.startswith(DAY_DIR_PREFIX):
@@ -114,12 +106,25 @@ def parse_day_dir(name: str) -> date | None:
 
 def complete_days(landing: Path | str, tables: Sequence[str]) -> list[date]:
     """The complete days in a landing folder, sorted; folders that are not days are ignored."""
-    days = []
+    return sorted(landed_days(landing, tables))
+
+
+def landed_days(landing: Path | str, tables: Sequence[str]) -> dict[date, str]:
+    """Each complete day of a landing folder with its fingerprint: a short hash that changes
+    when the day is landed again (its marker and files written anew, a corrected day), even with
+    the same row counts. One listing of the landing folder and one of each day folder, which
+    the landing sensor makes every tick (on an object store, a call each)."""
+    landed = {}
     for name in filesystem.child_dirs(str(landing)):
         day = parse_day_dir(name)
-        if day is not None and is_day_complete(landing, day, tables):
-            days.append(day)
-    return sorted(days)
+        if day is None:
+            continue
+        entries = filesystem.child_entries(day_dir(landing, day))
+        files = [COMPLETE_MARKER, *(f"{table}.csv" for table in tables)]
+        if all(entries.get(file, {}).get("type") == "file" for file in files):
+            parts = [filesystem.identity_of(entries[file]) for file in files]
+            landed[day] = hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
+    return landed
 
 
 def read_marker(landing: Path | str, day: date) -> dict[str, int] | None:

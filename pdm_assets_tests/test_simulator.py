@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
+from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from pdm_assets import simulator
+from pdm_assets import filesystem, simulator
 from pdm_assets.fleet import DEFAULT_FLEET, Fleet, parse_fleet
 from pdm_assets.landing import (
     complete_days,
@@ -23,6 +25,7 @@ from pdm_assets.landing import (
     day_dir,
     history_path,
     is_day_complete,
+    landed_days,
     machines_path,
     read_marker,
     table_path,
@@ -284,6 +287,47 @@ def test_is_day_complete_needs_every_table_and_the_marker(
     assert no_table not in complete_days(landing, TABLES)
     assert no_marker not in complete_days(landing, TABLES)
     assert len(complete_days(landing, TABLES)) == SMALL.days - 2
+
+
+def test_a_day_landed_again_changes_only_its_own_fingerprint_read_from_listings(
+    small_landing: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    landing = tmp_path / "landing"
+    shutil.copytree(small_landing, landing)
+    before = landed_days(landing, TABLES)
+    assert sorted(before) == complete_days(small_landing, TABLES)
+    # Each tick lists the landing folder and each day folder once, with the files' details:
+    # no call per file (on an object store each is a request).
+    calls: Counter[str] = Counter()
+    real = filesystem.fs_and_path
+
+    def counted(location: str) -> tuple[object, str]:
+        fs, path = real(location)
+        return _Counting(fs, calls), path
+
+    monkeypatch.setattr(filesystem, "fs_and_path", counted)
+    assert landed_days(landing, TABLES) == before
+    monkeypatch.undo()
+    assert calls == {"isdir": 1, "ls": 1 + len(before)}
+
+    corrected = sorted(before)[1]
+    telemetry = Path(table_path(landing, corrected, "telemetry"))
+    telemetry.write_text(telemetry.read_text())  # written again, the same bytes
+    stat = telemetry.stat()
+    os.utime(telemetry, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    after = landed_days(landing, TABLES)
+    assert [day for day in before if after[day] != before[day]] == [corrected]
+
+
+class _Counting:
+    """A file system that counts the calls made of it."""
+
+    def __init__(self, fs: object, calls: Counter[str]) -> None:
+        self._fs, self._calls = fs, calls
+
+    def __getattr__(self, name: str) -> object:
+        self._calls[name] += 1
+        return getattr(self._fs, name)
 
 
 def test_complete_days_ignores_junk(small_landing: Path, tmp_path: Path) -> None:
