@@ -28,6 +28,7 @@ from dagster_databricks import databricks_pyspark_step_launcher
 from dagster_pyspark.utils import DEFAULT_EXCLUDE
 from packaging.requirements import Requirement
 
+from pdm_assets.databricks_volumes import VolumeStagingStepLauncher, is_volume_path
 from pdm_assets.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -152,8 +153,13 @@ def load_databricks_settings(warehouse: str) -> DatabricksSettings:
         )
     cluster_id = _env("PDM_DATABRICKS_CLUSTER_ID") or None
     staging = _env("PDM_DATABRICKS_STAGING_PREFIX", "/dagster_staging")
-    if not staging.startswith("/"):
-        raise ValueError(f"PDM_DATABRICKS_STAGING_PREFIX must be an absolute DBFS path: {staging}")
+    volume_like = staging.startswith("/Volumes/") or staging == "/Volumes"
+    if not staging.startswith("/") or (volume_like and not is_volume_path(staging + "/")):
+        raise ValueError(
+            "PDM_DATABRICKS_STAGING_PREFIX must be a Unity Catalog Volume path "
+            "(/Volumes/<catalog>/<schema>/<volume>/...) or an absolute DBFS path (/...): "
+            f"{staging}"
+        )
     return DatabricksSettings(
         host=host,
         cluster_id=cluster_id,
@@ -279,7 +285,7 @@ def step_launcher_resource(settings: Settings) -> dg.ResourceDefinition:
         if databricks.cluster_id
         else {"new": databricks.new_cluster}
     )
-    return databricks_pyspark_step_launcher.configured(
+    return VOLUME_STAGING_STEP_LAUNCHER.configured(
         {
             "run_config": {
                 "run_name": "pdm_assets step",
@@ -300,6 +306,15 @@ def step_launcher_resource(settings: Settings) -> dg.ResourceDefinition:
             "verbose_logs": False,
         }
     )
+
+
+# dagster-databricks' launcher resource, with its config, building the launcher that also stages on
+# a Volume (databricks_volumes.py).
+VOLUME_STAGING_STEP_LAUNCHER = dg.ResourceDefinition(
+    resource_fn=lambda context: VolumeStagingStepLauncher(**context.resource_config),
+    config_schema=databricks_pyspark_step_launcher.config_schema,
+    description="dagster-databricks' pyspark step launcher, staging on DBFS or a Volume.",
+)
 
 
 @dg.resource(description="No step launcher: the step runs in the run's own process.")

@@ -210,12 +210,11 @@ class ModelRegistry(dg.ConfigurableResource):
             # Without explicit requirements MLflow spends ~20 s inferring them.
             pip_requirements=[f"pyspark=={pyspark.__version__}"],
         )
-        versions = client.search_model_versions(
-            f"name='{self.model_name}' and run_id='{info.run_id}'"
-        )
-        if not versions:
+        # The version log_model registered (searching by name and run would need two filter
+        # conditions, which the Unity Catalog registry refuses).
+        if info.registered_model_version is None:
             raise RuntimeError(f"MLflow registered no version of {self.model_name}")
-        version = max(versions, key=lambda v: int(v.version))
+        version = client.get_model_version(self.model_name, str(info.registered_model_version))
         tags = {
             CUTOFF_TAG: cutoff.isoformat(),
             DAGSTER_RUN_TAG: dagster_run_id,
@@ -304,18 +303,26 @@ class ModelRegistry(dg.ConfigurableResource):
         )
 
     def _passed_versions(self) -> list[ModelVersion]:
-        """Every READY version that passed its quality gate."""
+        """Every READY version that passed its quality gate, with its tags.
+
+        Search results of the Unity Catalog registry carry no tags (reading them raises), so
+        each READY version is read again with get_model_version, on either registry: one call
+        per version, a dozen a year for a monthly model.
+        """
         client = self.client()
         try:
-            versions = client.search_model_versions(f"name='{self.model_name}'")
+            found = client.search_model_versions(f"name='{self.model_name}'")
         except mlflow.exceptions.MlflowException:
             return []
+        versions = [
+            client.get_model_version(self.model_name, str(version.version))
+            for version in found
+            if version.status == "READY"
+        ]
         return [
             version
             for version in versions
-            if version.tags.get(GATE_TAG) == "passed"
-            and version.status == "READY"
-            and version.tags.get(CUTOFF_TAG)
+            if version.tags.get(GATE_TAG) == "passed" and version.tags.get(CUTOFF_TAG)
         ]
 
     def version_for_cutoff(self, cutoff: date) -> ModelVersion | None:
@@ -332,14 +339,16 @@ class ModelRegistry(dg.ConfigurableResource):
         cutoff), else the passing version of the latest earlier cutoff, as an operator keeps
         the last good model when a month's training fails its gate. A model never scores days
         before its cutoff, so no score sees a label its model trained on. None without any."""
-        candidates = [
-            version
-            for version in self._passed_versions()
-            if version.tags[CUTOFF_TAG] <= month.isoformat()
-        ]
-        if not candidates:
-            return None
-        return max(candidates, key=lambda v: (v.tags[CUTOFF_TAG], int(v.version)))
+        return self.versions_for_months([month])[month]
+
+    def versions_for_months(self, months: list[date]) -> dict[date, ModelVersion | None]:
+        """`version_for_month` of each month, from one read of the registry."""
+        passed = sorted(self._passed_versions(), key=lambda v: (v.tags[CUTOFF_TAG], int(v.version)))
+        chosen: dict[date, ModelVersion | None] = {}
+        for month in months:
+            candidates = [v for v in passed if v.tags[CUTOFF_TAG] <= month.isoformat()]
+            chosen[month] = candidates[-1] if candidates else None
+        return chosen
 
     def fleet_fingerprint(self, version: ModelVersion) -> str:
         """The fingerprint of the fleet description `version` was trained on; a version from

@@ -2,7 +2,8 @@
 
 Usage: fake_cluster_driver.py <python_file> <parameters...>, with DBFS paths as submitted. The
 script is run with the globals a Databricks driver provides (`sc`, `dbutils`) and with DBFS
-paths mapped to the fake's folder (a cluster mounts DBFS at /dbfs).
+paths mapped to the fake's folder (a cluster mounts DBFS at /dbfs), Volume paths to its volumes
+folder (a cluster mounts them at /Volumes).
 
 The editable install of pdm_assets is hidden first: on a cluster the package exists only in the
 zip the launcher uploads, so a step that imports it proves the zip carries it.
@@ -23,6 +24,8 @@ def _hide_editable_install() -> None:
 
 
 def _local(dbfs_path: str) -> str:
+    if dbfs_path.startswith("/Volumes/"):
+        return str(Path(os.environ["FAKE_VOLUMES_ROOT"]) / dbfs_path.removeprefix("/Volumes/"))
     for prefix in ("dbfs:", "/dbfs/"):
         if dbfs_path.startswith(prefix):
             dbfs_path = dbfs_path[len(prefix) :]

@@ -4,16 +4,22 @@ Endpoints (databricks-sdk 0.60, as dagster-databricks 0.29 uses them):
 
     POST /api/2.0/dbfs/create, /api/2.0/dbfs/add-block, /api/2.0/dbfs/close   upload
     GET  /api/2.0/dbfs/read                                                    events, logs
+    PUT  /api/2.0/fs/files/Volumes/<catalog>/<schema>/<volume>/...   Files API upload (raw bytes)
+    GET  /api/2.0/fs/files/Volumes/...                               Files API download
     POST /api/2.2/jobs/runs/submit        starts the uploaded spark_python_task in a subprocess
     GET  /api/2.2/jobs/runs/get           PENDING -> RUNNING -> TERMINATED (SUCCESS | FAILED)
     POST /api/2.2/jobs/runs/cancel        kills the subprocess
     GET  /api/2.0/clusters/get            a RUNNING cluster
 
 DBFS is a folder; the subprocess (fake_cluster_driver.py) sees it at /dbfs like a driver's FUSE
-mount. Every request is recorded, so tests can check what was submitted and uploaded.
+mount. Volumes are another folder, seen at /Volumes; as in Unity Catalog, a file can only go into
+a volume that exists (`create_volume`), and the folders inside it are made as files arrive.
+Every request is recorded, so tests can check what was submitted and uploaded.
 
 Modes: "run" (default), "forbidden" (403 on everything), "terminated_cluster" (the run's cluster
-dies), "hang" (the run never finishes). A request whose bearer token is wrong gets a 401.
+dies), "hang" (the run never finishes), "no_dbfs_root" (a current workspace made without the DBFS
+root: DBFS calls get the 403 such a workspace answers). A request whose bearer token is wrong
+gets a 401.
 """
 
 from __future__ import annotations
@@ -29,10 +35,11 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 DRIVER = Path(__file__).with_name("fake_cluster_driver.py")
-MODES = ("run", "forbidden", "terminated_cluster", "hang")
+MODES = ("run", "forbidden", "terminated_cluster", "hang", "no_dbfs_root")
+FILES_API = "/api/2.0/fs/files"
 
 
 @dataclass
@@ -96,6 +103,8 @@ class FakeDatabricks:
             raise ValueError(f"mode must be one of {MODES}")
         self.dbfs = self.root / "dbfs"
         self.dbfs.mkdir(parents=True, exist_ok=True)
+        self.volumes = self.root / "volumes"
+        self.volumes.mkdir(parents=True, exist_ok=True)
         self._uploads: dict[int, tuple[str, bytearray]] = {}
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -125,6 +134,43 @@ class FakeDatabricks:
                 dbfs_path = dbfs_path[len(prefix) :]
         return self.dbfs / dbfs_path.lstrip("/")
 
+    def create_volume(self, catalog: str, schema: str, volume: str) -> str:
+        """Make a volume, as `CREATE VOLUME` would; returns /Volumes/<catalog>/<schema>/<volume>."""
+        (self.volumes / catalog / schema / volume).mkdir(parents=True, exist_ok=True)
+        return f"/Volumes/{catalog}/{schema}/{volume}"
+
+    def volume_files(self) -> dict[str, bytes]:
+        """Every file on a volume, by its /Volumes path."""
+        return {
+            "/Volumes/" + str(path.relative_to(self.volumes)): path.read_bytes()
+            for path in self.volumes.rglob("*")
+            if path.is_file()
+        }
+
+    def files_api(self, method: str, path: str, query: dict[str, str], data: bytes):
+        """The Files API on /Volumes paths: (status, JSON error or None, bytes)."""
+        if not path.startswith("/Volumes/"):
+            return HTTPStatus.BAD_REQUEST, _error("INVALID_PARAMETER_VALUE", path), b""
+        parts = path.removeprefix("/Volumes/").split("/")
+        volume = self.volumes.joinpath(*parts[:3])
+        target = self.volumes.joinpath(*parts)
+        if len(parts) < 4 or not volume.is_dir():
+            name = ".".join(parts[:3])
+            return (
+                HTTPStatus.NOT_FOUND,
+                _error("NOT_FOUND", f"Volume '{name}' does not exist."),
+                b"",
+            )
+        if method == "PUT":
+            if target.exists() and query.get("overwrite") == "false":
+                return HTTPStatus.CONFLICT, _error("ALREADY_EXISTS", f"{path} exists"), b""
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            return HTTPStatus.NO_CONTENT, None, b""
+        if not target.is_file():
+            return HTTPStatus.NOT_FOUND, _error("NOT_FOUND", f"The file {path} does not exist"), b""
+        return HTTPStatus.OK, None, target.read_bytes()
+
     def uploaded(self) -> dict[str, bytes]:
         """Every file the client uploaded, by DBFS path."""
         return {
@@ -150,6 +196,12 @@ class FakeDatabricks:
             ("GET", "/api/2.0/clusters/get"): self._clusters_get,
         }
         route = routes.get((method, path))
+        if self.mode == "no_dbfs_root" and path.startswith("/api/2.0/dbfs/"):
+            where = body.get("path") or query.get("path")
+            return HTTPStatus.FORBIDDEN, _error(
+                "PERMISSION_DENIED",
+                f"Public DBFS root is disabled. Access is denied on path: {where}",
+            )
         if route is None:
             return HTTPStatus.NOT_FOUND, _error("ENDPOINT_NOT_FOUND", f"{method} {path}")
         return route(query, body)
@@ -183,12 +235,13 @@ class FakeDatabricks:
 
     def _runs_submit(self, _: dict[str, str], body: dict[str, Any]):
         run = FakeRun(run_id=len(self.runs) + 1001, spec=body)
-        if self.mode == "run":
+        if self.mode in ("run", "no_dbfs_root"):
             task = body["tasks"][0]["spark_python_task"]
             run.log_path = self.root / f"driver-{run.run_id}.log"
             env = {
                 **self.driver_env,
                 "FAKE_DBFS_ROOT": str(self.dbfs),
+                "FAKE_VOLUMES_ROOT": str(self.volumes),
                 "FAKE_DBUTILS_SECRETS": json.dumps(self.secrets),
                 "FAKE_SECRETS_READ_LOG": str(self.root / "secrets-read.jsonl"),
                 "DATABRICKS_RUNTIME_VERSION": "17.3",
@@ -240,10 +293,12 @@ def _handler_for(fake: FakeDatabricks) -> type[BaseHTTPRequestHandler]:
             query = {key: values[0] for key, values in parse_qs(parsed.query).items()}
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
-            body = json.loads(raw) if raw else {}
+            files = parsed.path.startswith(FILES_API + "/")
+            body = json.loads(raw) if raw and not files else {}
             fake.requests.append(
                 RecordedRequest(method, parsed.path, query, dict(self.headers.items()), body)
             )
+            content, content_type = b"", "application/json"
             if self.headers.get("Authorization") != f"Bearer {fake.token}":
                 status, payload = (
                     HTTPStatus.UNAUTHORIZED,
@@ -256,11 +311,16 @@ def _handler_for(fake: FakeDatabricks) -> type[BaseHTTPRequestHandler]:
                         "PERMISSION_DENIED", "This token has no permission to use DBFS or jobs."
                     ),
                 )
+            elif files:
+                status, payload, content = fake.files_api(
+                    method, unquote(parsed.path.removeprefix(FILES_API)), query, raw
+                )
+                content_type = "application/octet-stream"
             else:
                 status, payload = fake.handle(method, parsed.path, query, body)
-            encoded = json.dumps(payload).encode()
+            encoded = json.dumps(payload).encode() if payload is not None else content
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", "application/json" if payload else content_type)
             self.send_header("Content-Length", str(len(encoded)))
             self.end_headers()
             self.wfile.write(encoded)
@@ -270,6 +330,9 @@ def _handler_for(fake: FakeDatabricks) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             self._serve("POST")
+
+        def do_PUT(self) -> None:
+            self._serve("PUT")
 
     return Handler
 

@@ -333,20 +333,64 @@ def test_workspace_failures_fail_the_step_with_the_reason(
             assert [request.body["run_id"] for request in cancels] == [1001]
 
 
-@pytest.mark.slow
-def test_a_failing_remote_step_brings_its_error_back(
-    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_workspace_without_a_dbfs_root_is_told_to_stage_on_a_volume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    for workspace in _workspace(tmp_path, monkeypatch, mode="no_dbfs_root"):
+        result = workspace.run("raw_machines", "quarantine_machines", partition=None)
+        assert not result.success
+        messages = workspace.failure_messages(result)
+        assert "could not stage step raw_machines on DBFS under /dagster_staging" in messages
+        assert "Public DBFS root is disabled" in messages
+        assert "PDM_DATABRICKS_STAGING_PREFIX=/Volumes/<catalog>/<schema>/<volume>" in messages
+        assert workspace.fake.requests_to("/api/2.2/jobs/runs/submit") == []
+
+
+def test_a_volume_staging_prefix_must_name_a_volume(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABRICKS_HOST", "https://adb-1.2.azuredatabricks.net")
+    monkeypatch.setenv("PDM_DATABRICKS_STORAGE", "none")
+    monkeypatch.setenv("PDM_DATABRICKS_STAGING_PREFIX", "/Volumes/main/pdm")
+    with pytest.raises(ValueError, match="/Volumes/<catalog>/<schema>/<volume>/"):
+        load_databricks_settings("abfss://x@y.dfs.core.windows.net/w")
+    monkeypatch.setenv("PDM_DATABRICKS_STAGING_PREFIX", "/Volumes/main/pdm/staging/dagster")
+    assert load_databricks_settings("abfss://x@y.dfs.core.windows.net/w").staging_prefix == (
+        "/Volumes/main/pdm/staging/dagster"
+    )
+
+
+@pytest.mark.slow
+def test_a_failing_remote_step_staged_on_a_volume_brings_its_error_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a workspace without a DBFS root: the step, the code and the events go through the
+    Files API to a Unity Catalog Volume, which the cluster reads at /Volumes."""
     empty = tmp_path / "no-csv-here"
     empty.mkdir()
-    monkeypatch.setenv("PDM_DATA_SOURCE", "csv")
-    monkeypatch.setenv("PDM_CSV_DIR", str(empty))
-    result = workspace.run("raw_machines", "quarantine_machines", partition=None)
-    assert not result.success
-    messages = workspace.failure_messages(result)
-    assert f"no PdM_machines.csv or .csv.gz in {empty}" in messages
-    # The failure was raised on the cluster (the driver's process) and replayed into this run.
-    (run,) = workspace.fake.runs.values()
-    assert run.process is not None
-    failures = [event for event in result.all_events if event.is_step_failure]
-    assert [event.pid for event in failures] == [run.process.pid]
+    for workspace in _workspace(tmp_path, monkeypatch, mode="no_dbfs_root"):
+        volume = workspace.fake.create_volume("main", "pdm", "staging")
+        monkeypatch.setenv("PDM_DATABRICKS_STAGING_PREFIX", f"{volume}/dagster")
+        monkeypatch.setenv("PDM_DATA_SOURCE", "csv")
+        monkeypatch.setenv("PDM_CSV_DIR", str(empty))
+        result = workspace.run("raw_machines", "quarantine_machines", partition=None)
+        assert not result.success
+        messages = workspace.failure_messages(result)
+        assert f"no PdM_machines.csv or .csv.gz in {empty}" in messages
+        # The failure was raised on the cluster (the driver's process) and replayed into this run.
+        (run,) = workspace.fake.runs.values()
+        assert run.process is not None
+        failures = [event for event in result.all_events if event.is_step_failure]
+        assert [event.pid for event in failures] == [run.process.pid]
+
+        fake = workspace.fake
+        assert [r.path for r in fake.requests if r.path.startswith("/api/2.0/dbfs/")] == []
+        task = fake.requests_to("/api/2.2/jobs/runs/submit")[0].body["tasks"][0]
+        python_task = task["spark_python_task"]
+        step_folder = f"{volume}/dagster/{result.run_id}/raw_machines"
+        assert python_task["python_file"] == f"{step_folder}/databricks_step_main.py"
+        assert [p.rsplit("/", 1)[0] for p in python_task["parameters"]] == [step_folder] * 3
+        files = fake.volume_files()
+        for name in (CODE_ZIP_NAME, PICKLED_CONFIG_FILE_NAME, f"0_{PICKLED_EVENTS_FILE_NAME}"):
+            assert f"{step_folder}/{name}" in files, sorted(files)
+        # The events the launcher replayed are those the cluster wrote on the volume.
+        downloads = [r for r in fake.requests if r.method == "GET" and "/fs/files/" in r.path]
+        assert any(r.path.endswith(PICKLED_EVENTS_FILE_NAME) for r in downloads)

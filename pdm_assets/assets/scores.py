@@ -95,7 +95,7 @@ def build_scores_asset(partitions: GraphPartitions) -> dg.AssetsDefinition:
     ) -> Iterator[dg.Output[DataFrame] | dg.AssetCheckResult | dg.AssetObservation]:
         window = partition_window(context.partition_time_window)
         months = scoring.months_of(window)
-        versions = {month: model_registry.version_for_month(month) for month, _ in months}
+        versions = model_registry.versions_for_months([month for month, _ in months])
         missing = [month.isoformat() for month, version in versions.items() if version is None]
         if len(missing) == len(versions):
             reason = (
