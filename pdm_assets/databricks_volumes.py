@@ -19,7 +19,7 @@ from dagster._core.definitions.step_launcher import StepRunRef
 from dagster._core.log_manager import DagsterLogManager
 from dagster_databricks.databricks import DatabricksClient
 from dagster_databricks.databricks_pyspark_step_launcher import DatabricksPySparkStepLauncher
-from databricks.sdk.errors import DatabricksError, NotFound
+from databricks.sdk.errors import DatabricksError, NotFound, Unauthenticated
 
 VOLUMES_ROOT = "/Volumes/"
 
@@ -91,6 +91,8 @@ class VolumeStagingStepLauncher(DatabricksPySparkStepLauncher):
     ) -> None:
         try:
             super()._upload_artifacts(log, step_run_ref, run_id, step_key)
+        except Unauthenticated:
+            raise  # a bad token, not a staging problem: the workspace's message says so
         except DatabricksError as error:
             where = "the Volume" if self.on_volume else "DBFS"
             hint = (
