@@ -11,6 +11,9 @@ Endpoints (databricks-sdk 0.60, as dagster-databricks 0.29 uses them):
     POST /api/2.2/jobs/runs/cancel        kills the subprocess
     GET  /api/2.0/clusters/get            a RUNNING cluster
 
+The same host serves the Unity Catalog model registry MLflow calls with registry URI
+`databricks-uc`, and the presigned URLs its model files go through (fake_unity_catalog.py).
+
 DBFS is a folder; the subprocess (fake_cluster_driver.py) sees it at /dbfs like a driver's FUSE
 mount. Volumes are another folder, seen at /Volumes; as in Unity Catalog, a file can only go into
 a volume that exists (`create_volume`), and the folders inside it are made as files arrive.
@@ -36,6 +39,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
+
+from pdm_assets_tests.fake_unity_catalog import PRESIGNED, UnityCatalogRegistry
 
 DRIVER = Path(__file__).with_name("fake_cluster_driver.py")
 MODES = ("run", "forbidden", "terminated_cluster", "hang", "no_dbfs_root")
@@ -105,6 +110,7 @@ class FakeDatabricks:
         self.dbfs.mkdir(parents=True, exist_ok=True)
         self.volumes = self.root / "volumes"
         self.volumes.mkdir(parents=True, exist_ok=True)
+        self.unity_catalog = UnityCatalogRegistry(self.root / "unity-catalog")
         self._uploads: dict[int, tuple[str, bytearray]] = {}
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -294,12 +300,19 @@ def _handler_for(fake: FakeDatabricks) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             files = parsed.path.startswith(FILES_API + "/")
-            body = json.loads(raw) if raw and not files else {}
+            presigned = parsed.path.startswith(PRESIGNED + "/")
+            body = json.loads(raw) if raw and not (files or presigned) else {}
             fake.requests.append(
                 RecordedRequest(method, parsed.path, query, dict(self.headers.items()), body)
             )
             content, content_type = b"", "application/json"
-            if self.headers.get("Authorization") != f"Bearer {fake.token}":
+            if presigned:
+                # A cloud store's URL, signed by the fake: no workspace token is sent to it.
+                status, content = fake.unity_catalog.handle_presigned(
+                    method, unquote(parsed.path), dict(self.headers.items()), raw
+                )
+                payload, content_type = None, "application/octet-stream"
+            elif self.headers.get("Authorization") != f"Bearer {fake.token}":
                 status, payload = (
                     HTTPStatus.UNAUTHORIZED,
                     _error("UNAUTHENTICATED", "Invalid access token."),
@@ -316,6 +329,10 @@ def _handler_for(fake: FakeDatabricks) -> type[BaseHTTPRequestHandler]:
                     method, unquote(parsed.path.removeprefix(FILES_API)), query, raw
                 )
                 content_type = "application/octet-stream"
+            elif fake.unity_catalog.serves(parsed.path):
+                status, payload = fake.unity_catalog.handle_api(
+                    method, unquote(parsed.path), query, body, fake.url
+                )
             else:
                 status, payload = fake.handle(method, parsed.path, query, body)
             encoded = json.dumps(payload).encode() if payload is not None else content

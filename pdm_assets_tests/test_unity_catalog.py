@@ -1,0 +1,141 @@
+"""Training and scoring on a current Databricks workspace: the model in the Unity Catalog registry
+and the step launcher's files on a Volume, on a workspace without a DBFS root. The fake workspace
+on 127.0.0.1 serves the Jobs API, the Files API and the registry with its presigned URLs
+(fake_databricks.py, fake_unity_catalog.py), so MLflow's own UcModelRegistryStore and
+dagster-databricks' launcher run unchanged; MLflow tracking stays sqlite.
+
+The ingest runs locally into the same warehouse (a file: URI of Parquet tables, which the fake
+cluster reads too): test_databricks.py runs an ingest step on the fake cluster already.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from pyspark.sql import SparkSession
+
+from pdm_assets.jobs import SCORE_JOB, TRAIN_JOB
+from pdm_assets.registry import CHAMPION_ALIAS, CUTOFF_TAG, GATE_TAG
+from pdm_assets.timewindow import Window
+from pdm_assets.warehouse import TableWarehouse
+from pdm_assets_tests import graph_runs
+from pdm_assets_tests.fake_databricks import FakeDatabricks, driver_environment
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "dapi-fake-unity-0123456789"
+MODEL = "main.pdm.component_failure"
+SCORED = "2015-02-02"
+
+
+def _run(instance: dg.DagsterInstance, job: str, **kwargs: object) -> dg.ExecutionResult:
+    reconstructable = dg.build_reconstructable_job(
+        "pdm_assets.definitions", "environment_job", reconstructable_args=(job,)
+    )
+    with dg.execute_job(reconstructable, instance, raise_on_error=False, **kwargs) as result:  # type: ignore[arg-type]
+        return result
+
+
+def _failures(result: dg.ExecutionResult) -> str:
+    texts = []
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            while error is not None:
+                texts.append(error.message)
+                error = error.cause
+    return "\n".join(texts)
+
+
+def test_unity_catalog_registry_and_volume_staging_train_and_score_on_the_cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spark: SparkSession
+) -> None:
+    home = tmp_path / "home"
+    warehouse = (tmp_path / "warehouse").as_uri()
+    settings = {
+        "PDM_HOME": str(home),
+        "PDM_SIM_MACHINES": "3",
+        "PDM_SIM_DAYS": "40",
+        "PDM_WAREHOUSE": warehouse,
+        "PDM_WAREHOUSE_FORMAT": "parquet",
+        "PDM_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "PDM_MLFLOW_REGISTRY_URI": "databricks-uc",
+        "PDM_MODEL_NAME": MODEL,
+    }
+    fake = FakeDatabricks(
+        root=tmp_path / "fake",
+        token=TOKEN,
+        mode="no_dbfs_root",
+        # A job's cluster reaches the workspace as the run's principal, with no token of ours.
+        driver_env={**driver_environment(), "DATABRICKS_TOKEN": TOKEN},
+    )
+    with fake:
+        monkeypatch.setenv("DATABRICKS_HOST", fake.url)
+        monkeypatch.setenv("DATABRICKS_TOKEN", TOKEN)
+        graph_runs.run_here(settings, ["ingest:2015-01-01:2015-02-09"])
+
+        volume = fake.create_volume("main", "pdm", "staging")
+        for name, value in {
+            **settings,
+            "PDM_ENV": "databricks",
+            "DAGSTER_HOME": str(home / "dagster"),
+            "PDM_DATABRICKS_CLUSTER_ID": "0123-fake",
+            "PDM_DATABRICKS_STORAGE": "none",
+            "PDM_DATABRICKS_STAGING_PREFIX": f"{volume}/dagster",
+            "PDM_DATABRICKS_POLL_SECONDS": "0.5",
+            "PDM_DATABRICKS_TIMEOUT_SECONDS": "600",
+            "PDM_DATABRICKS_HOME": str(tmp_path / "cluster-home"),
+        }.items():
+            monkeypatch.setenv(name, value)
+        for name in ("PDM_DATA_SOURCE", "PDM_CSV_DIR", "PDM_SPARK_MASTER"):
+            monkeypatch.delenv(name, raising=False)
+        (home / "dagster").mkdir(parents=True, exist_ok=True)
+        with dg.instance_for_test(temp_dir=str(home / "dagster")) as instance:
+            trained = _run(
+                instance,
+                TRAIN_JOB,
+                tags={"dagster/partition": "2015-02-01"},
+                run_config={"ops": {"failure_model": {"config": graph_runs.SMALL_MODEL}}},
+            )
+            assert trained.success, _failures(trained)
+            scored = _run(
+                instance,
+                SCORE_JOB,
+                tags={"dagster/partition": SCORED},
+                asset_selection=[dg.AssetKey("machine_scores")],
+            )
+            assert scored.success, _failures(scored)
+
+    registry = fake.unity_catalog
+    # Registered through the presigned URLs, finalised, tagged by get_model_version's answer.
+    assert registry.versions[(MODEL, "1")]["status"] == "READY"
+    tags = registry.tags(MODEL, "1")
+    assert tags[CUTOFF_TAG] == "2015-02-01"
+    assert tags[GATE_TAG] == "passed"
+    assert registry.aliases(MODEL) == {CHAMPION_ALIAS: "1"}
+    files = registry.files(MODEL, "1")
+    assert "MLmodel" in files and any(f.startswith("sparkml/stages/") for f in files), files
+    # Scoring found the month's model by a search of one condition, whose results carry no tags.
+    assert registry.searches and set(registry.searches) == {f"name='{MODEL}'"}
+
+    # Both steps ran on the cluster, staged on the Volume; nothing touched DBFS.
+    submits = fake.requests_to("/api/2.2/jobs/runs/submit")
+    assert len(submits) == 2
+    for submit in submits:
+        python_file = submit.body["tasks"][0]["spark_python_task"]["python_file"]
+        assert python_file.startswith(f"{volume}/dagster/"), python_file
+    assert [r.path for r in fake.requests if r.path.startswith("/api/2.0/dbfs/")] == []
+    assert all(
+        run.process is not None and run.process.returncode == 0 for run in fake.runs.values()
+    )
+
+    day = date.fromisoformat(SCORED)
+    scores = TableWarehouse(warehouse, "parquet").read_window(
+        spark, "machine_scores", Window.of_days(day, date(2015, 2, 3))
+    )
+    rows = scores.select("machine_id", "model_version").collect()
+    assert len(rows) == 3 * 2  # three machines, two observations a day
+    assert {row["model_version"] for row in rows} == {1}
