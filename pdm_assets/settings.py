@@ -219,7 +219,8 @@ def load_settings() -> Settings:
     warehouse_root = os.environ.get("PDM_WAREHOUSE", "").strip() or None
     if on_databricks and not is_uri(warehouse_root or ""):
         raise ValueError(
-            "PDM_ENV=databricks needs PDM_WAREHOUSE, a URI the cluster can write: "
+            "PDM_ENV=databricks needs PDM_WAREHOUSE, a Unity Catalog schema the cluster can "
+            "write (uc://<catalog>.<schema>) or a URI: "
             "abfss://container@account.dfs.core.windows.net/pdm, s3://bucket/pdm or dbfs:/pdm"
         )
     warehouse_format = _env("PDM_WAREHOUSE_FORMAT", "delta" if on_databricks else "parquet")

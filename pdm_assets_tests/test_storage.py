@@ -6,6 +6,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -368,9 +369,30 @@ def test_writers_of_one_dataset_take_turns_and_the_waiting_one_says_so(
 # jars are not available offline; Delta differs only in the write call (replaceWhere).
 
 
-def test_table_warehouse_replaces_only_the_window(spark: SparkSession, tmp_path: Path) -> None:
-    tables = TableWarehouse(tmp_path.as_uri(), "parquet")
-    assert tables.dataset_location("scores") == f"{tmp_path.as_uri()}/scores"
+@pytest.fixture(params=["path", "unity_catalog"])
+def table_root(
+    request: pytest.FixtureRequest, spark: SparkSession, tmp_path: Path
+) -> Iterator[str]:
+    """A URI of Parquet tables, or a schema of the session's catalog (as uc://<catalog>.<schema>
+    names a Unity Catalog schema on Databricks), its managed tables under tmp_path."""
+    if request.param == "path":
+        yield tmp_path.as_uri()
+        return
+    schema = f"pdm_{uuid.uuid4().hex[:8]}"
+    spark.sql(f"CREATE SCHEMA spark_catalog.{schema} LOCATION '{tmp_path / schema}'")
+    try:
+        yield f"uc://spark_catalog.{schema}"
+    finally:
+        spark.sql(f"DROP SCHEMA spark_catalog.{schema} CASCADE")
+
+
+def test_table_warehouse_replaces_only_the_window(spark: SparkSession, table_root: str) -> None:
+    tables = TableWarehouse(table_root, "parquet")
+    if table_root.startswith("uc://"):
+        schema = table_root.removeprefix("uc://")
+        assert tables.dataset_location("scores") == f"{schema}.scores"
+    else:
+        assert tables.dataset_location("scores") == f"{table_root}/scores"
     first = _frame(spark, [("2015-01-01", 1), ("2015-01-02", 2), ("2015-01-03", 3)])
     assert tables.write_partitions("scores", first, JAN) == {
         date(2015, 1, 1): 1,
@@ -392,6 +414,23 @@ def test_table_warehouse_replaces_only_the_window(spark: SparkSession, tmp_path:
         date(2015, 1, 3),
     ]
     assert _values(tables.read_all(spark, "scores")) == [("2015-01-01", 1), ("2015-01-02", 20)]
+    if table_root.startswith("uc://"):
+        # Tables of the schema by name, the manifest beside: what a catalog's users see.
+        schema = table_root.removeprefix("uc://")
+        names = {row.tableName for row in spark.sql(f"SHOW TABLES IN {schema}").collect()}
+        assert names == {"scores", "scores__partitions"}
+        assert spark.table(f"{schema}.scores").count() == 2
+    assert tables.write_table("model_card", spark.createDataFrame([(1,)], "x int")) == 1
+    assert tables.write_table("model_card", spark.createDataFrame([(2,), (3,)], "x int")) == 2
+
+
+@pytest.mark.any_zone
+def test_a_catalog_warehouse_names_a_schema(spark: SparkSession) -> None:
+    with pytest.raises(ValueError, match=r"uc://<catalog>\.<schema>"):
+        TableWarehouse("uc://main", "delta")
+    assert TableWarehouse("uc://main.pdm", "delta").dataset_location("raw_telemetry") == (
+        "main.pdm.raw_telemetry"
+    )
 
 
 def test_table_warehouse_refuses_rows_outside_the_window(

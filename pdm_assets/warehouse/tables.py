@@ -16,6 +16,15 @@ local and HDFS paths, ABFS and GCS; on S3 only with conditional writes), waits w
 writer holds it (and says so), and takes over a lease older than LEASE_SECONDS (its writer
 died). Delta needs none: its transactions conflict instead.
 
+The same store also writes to a catalog instead of paths: a root `uc://<catalog>.<schema>` (Unity
+Catalog on Databricks, or any catalog of the Spark session) makes each asset a table of that
+schema by name, `<catalog>.<schema>.<dataset>`, partitioned by `date`, and its manifest the table
+`<dataset>__partitions` beside it; the catalog governs access, so no storage key is needed. In
+Delta a window is one `replaceWhere` transaction, as for paths. In Parquet (a catalog's plain
+tables, and the form tested here) the window's days with rows are replaced with a dynamic
+partition overwrite and its days without rows dropped: not one transaction, and with no lease
+(an overwrite of a partition replaces it, so two writers cannot leave both their rows).
+
 A step's raw table and its quarantine are two tables here, so two transactions: a kill between
 them leaves the quarantine of one read beside the rows of another until the step runs again.
 
@@ -28,6 +37,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import time
 import uuid
@@ -55,6 +65,8 @@ from pdm_assets.warehouse.store import (
 
 MANIFEST = "_partitions"
 LOCKS = "_locks"
+CATALOG_SCHEME = "uc://"
+_CATALOG_ROOT = re.compile(r"^uc://([A-Za-z0-9_]+)\.([A-Za-z0-9_]+)/?$")
 LEASE_SECONDS = 6 * 3600
 LEASE_POLL_SECONDS = 0.5
 
@@ -75,13 +87,32 @@ class TableWarehouse:
     root: str
     table_format: str = "delta"
 
+    def __post_init__(self) -> None:
+        if self.root.startswith(CATALOG_SCHEME) and not _CATALOG_ROOT.match(self.root):
+            raise ValueError(
+                f"a catalog warehouse is uc://<catalog>.<schema> (letters, digits, _), "
+                f"got {self.root!r}"
+            )
+
+    @property
+    def schema(self) -> str | None:
+        """`<catalog>.<schema>` of a catalog root (uc://...); None for a path root."""
+        match = _CATALOG_ROOT.match(self.root)
+        return f"{match.group(1)}.{match.group(2)}" if match else None
+
     def dataset_location(self, dataset: str) -> str:
+        if self.schema is not None:
+            return f"{self.schema}.{dataset}"
         return f"{self.root.rstrip('/')}/{dataset}"
 
     def _manifest_location(self, dataset: str) -> str:
+        if self.schema is not None:
+            return f"{self.schema}.{dataset}__partitions"
         return f"{self.root.rstrip('/')}/{MANIFEST}/{dataset}"
 
     def _load(self, spark: SparkSession, location: str) -> DataFrame | None:
+        if self.schema is not None:
+            return spark.table(location) if spark.catalog.tableExists(location) else None
         try:
             return spark.read.format(self.table_format).load(location)
         except AnalysisException as error:
@@ -144,8 +175,9 @@ class TableWarehouse:
 
     @contextmanager
     def _writer_lease(self, spark: SparkSession, dataset: str) -> Iterator[None]:
-        """Hold `<root>/_locks/<dataset>` while writing Parquet (nothing for Delta)."""
-        if self.table_format != "parquet":
+        """Hold `<root>/_locks/<dataset>` while writing Parquet (nothing for Delta or tables of
+        a catalog)."""
+        if self.table_format != "parquet" or self.schema is not None:
             yield
             return
         lease = Lease(spark, f"{self.root.rstrip('/')}/{LOCKS}/{dataset}", dataset)
@@ -162,14 +194,20 @@ class TableWarehouse:
         if self.table_format == "delta":
             # One transaction; Delta itself rejects rows that do not match the predicate.
             predicate = f"{DATE_COLUMN} >= '{days[0]}' AND {DATE_COLUMN} <= '{days[-1]}'"
-            (
+            writer = (
                 by_day(frame)
                 .write.format("delta")
                 .mode("overwrite")
                 .option("replaceWhere", predicate)
                 .partitionBy(DATE_COLUMN)
-                .save(location)
             )
+            if self.schema is not None:
+                writer.saveAsTable(location)
+            else:
+                writer.save(location)
+            return
+        if self.schema is not None:
+            _replace_table_days(spark, location, frame, days)
             return
         _delete_day_folders(spark, location, days)
         by_day(frame).write.mode("append").partitionBy(DATE_COLUMN).parquet(location)
@@ -177,7 +215,11 @@ class TableWarehouse:
     def write_table(self, dataset: str, frame: DataFrame) -> int:
         """Replace an unpartitioned dataset (one Delta transaction); returns its row count."""
         location = self.dataset_location(dataset)
-        frame.write.format(self.table_format).mode("overwrite").save(location)
+        writer = frame.write.format(self.table_format).mode("overwrite")
+        if self.schema is not None:
+            writer.saveAsTable(location)
+        else:
+            writer.save(location)
         return self.read_table(frame.sparkSession, dataset).count()
 
     def stage_partitions(self, dataset: str, frame: DataFrame, window: Window) -> Staged:
@@ -227,6 +269,26 @@ class TableWarehouse:
                 f"{self.dataset_location(dataset)}); materialise it first"
             )
         return rows
+
+
+def _replace_table_days(
+    spark: SparkSession, table: str, frame: DataFrame, days: list[date]
+) -> None:
+    """Replace `days` of a Parquet table of the catalog: the days with rows by a dynamic
+    partition overwrite (only the partitions the rows fall in), then the others dropped."""
+    if not spark.catalog.tableExists(table):
+        by_day(frame).write.format("parquet").partitionBy(DATE_COLUMN).saveAsTable(table)
+        return
+    columns = spark.table(table).columns  # insertInto matches columns by position
+    (
+        by_day(frame.select(*columns))
+        .write.option("partitionOverwriteMode", "dynamic")
+        .insertInto(table, overwrite=True)
+    )
+    with_rows = {row[DATE_COLUMN] for row in frame.select(DATE_COLUMN).distinct().collect()}
+    for day in days:
+        if day not in with_rows:
+            spark.sql(f"ALTER TABLE {table} DROP IF EXISTS PARTITION ({DATE_COLUMN} = '{day}')")
 
 
 def _delete_day_folders(spark: SparkSession, location: str, days: list[date]) -> None:
