@@ -39,6 +39,7 @@ LONGEST_FIRST = (
     "test_ui_and_daemon.py",
     "test_cluster.py",
     "test_assets.py",
+    "test_unity_catalog.py",
     "test_databricks.py",
     "test_demo.py",
     "test_other_time_zone.py",

@@ -58,7 +58,7 @@ def test_unity_catalog_registry_and_volume_staging_train_and_score_on_the_cluste
     settings = {
         "PDM_HOME": str(home),
         "PDM_SIM_MACHINES": "3",
-        "PDM_SIM_DAYS": "40",
+        "PDM_SIM_DAYS": "33",
         "PDM_WAREHOUSE": warehouse,
         "PDM_WAREHOUSE_FORMAT": "parquet",
         "PDM_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
@@ -75,7 +75,7 @@ def test_unity_catalog_registry_and_volume_staging_train_and_score_on_the_cluste
     with fake:
         monkeypatch.setenv("DATABRICKS_HOST", fake.url)
         monkeypatch.setenv("DATABRICKS_TOKEN", TOKEN)
-        graph_runs.run_here(settings, ["ingest:2015-01-01:2015-02-09"])
+        graph_runs.run_here(settings, ["ingest:2015-01-01:2015-02-02"])
 
         volume = fake.create_volume("main", "pdm", "staging")
         for name, value in {
