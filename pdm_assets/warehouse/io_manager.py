@@ -57,10 +57,10 @@ class _StepWrites:
     committed: set[str] = field(default_factory=set)
 
 
-# Per (run, step) of this process: a step runs in one process (its own under the multiprocess
-# executor, the cluster's under the Databricks step launcher), and its outputs are handled in
-# that process one after the other.
-_STEPS: dict[tuple[str, str], _StepWrites] = {}
+# Per attempt of a step of a run, in this process: a step runs in one process (its own under the
+# multiprocess executor, the cluster's under the Databricks step launcher), and its outputs are
+# handled in that process one after the other. A retried step starts afresh.
+_STEPS: dict[tuple[str, str, int], _StepWrites] = {}
 
 
 def _step_writes(context: dg.InputContext | dg.OutputContext) -> _StepWrites:
@@ -69,7 +69,9 @@ def _step_writes(context: dg.InputContext | dg.OutputContext) -> _StepWrites:
     except dg.DagsterInvariantViolationError:
         # A context built by hand (build_output_context): one output, committed at once.
         return _StepWrites()
-    return _STEPS.setdefault((step.run_id, step.step.key), _StepWrites())
+    return _STEPS.setdefault(
+        (step.run_id, step.step.key, step.previous_attempt_count), _StepWrites()
+    )
 
 
 def _outputs_to_commit_together(context: dg.OutputContext) -> set[str]:
