@@ -32,7 +32,7 @@ def pdm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 # The longest files first (make test passes --no-loadscope-reorder, or xdist would hand files
-# out by their number of tests): on the two workers the last file to start is then a short one,
+# out by their number of tests): on the workers the last file to start is then a short one,
 # not the standalone cluster or the daemon (measured with --durations).
 LONGEST_FIRST = (
     "test_runs_and_time_zones.py",

@@ -29,6 +29,8 @@ pytestmark = pytest.mark.slow
 TOKEN = "dapi-fake-unity-0123456789"
 MODEL = "main.pdm.component_failure"
 SCORED = "2015-02-02"
+# The registry and the staging are under test, not the cuts: no cross-fitting (its extra fits).
+QUICK_MODEL = {**graph_runs.SMALL_MODEL, "min_validation_failures": 0}
 
 
 def _run(instance: dg.DagsterInstance, job: str, **kwargs: object) -> dg.ExecutionResult:
@@ -98,7 +100,7 @@ def test_unity_catalog_registry_and_volume_staging_train_and_score_on_the_cluste
                 instance,
                 TRAIN_JOB,
                 tags={"dagster/partition": "2015-02-01"},
-                run_config={"ops": {"failure_model": {"config": graph_runs.SMALL_MODEL}}},
+                run_config={"ops": {"failure_model": {"config": QUICK_MODEL}}},
             )
             assert trained.success, _failures(trained)
             scored = _run(
