@@ -10,10 +10,13 @@ cluster reads too): test_databricks.py runs an ingest step on the fake cluster a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
 import dagster as dg
+import mlflow
 import pytest
 from pyspark.sql import SparkSession
 
@@ -50,6 +53,21 @@ def _failures(result: dg.ExecutionResult) -> str:
                 texts.append(error.message)
                 error = error.cause
     return "\n".join(texts)
+
+
+@contextmanager
+def _no_mlflow_run_left() -> Iterator[None]:
+    """The launching process initialises the step's resources too, so dagster-mlflow starts the
+    training's MLflow run in this process (the cluster's step joins it by its tag) and leaves it
+    active: ended here, or the next MLflow test of this pytest worker would log into it."""
+    try:
+        yield
+    finally:
+        for _ in range(3):  # the training's run, and a parent if one was nested
+            if mlflow.active_run() is None:
+                break
+            mlflow.end_run()
+        assert mlflow.active_run() is None
 
 
 def test_unity_catalog_registry_and_volume_staging_train_and_score_on_the_cluster(
@@ -95,7 +113,10 @@ def test_unity_catalog_registry_and_volume_staging_train_and_score_on_the_cluste
         for name in ("PDM_DATA_SOURCE", "PDM_CSV_DIR", "PDM_SPARK_MASTER"):
             monkeypatch.delenv(name, raising=False)
         (home / "dagster").mkdir(parents=True, exist_ok=True)
-        with dg.instance_for_test(temp_dir=str(home / "dagster")) as instance:
+        with (
+            dg.instance_for_test(temp_dir=str(home / "dagster")) as instance,
+            _no_mlflow_run_left(),
+        ):
             trained = _run(
                 instance,
                 TRAIN_JOB,
