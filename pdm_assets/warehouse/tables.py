@@ -48,7 +48,7 @@ from datetime import UTC, date, datetime
 from urllib.parse import urlparse
 
 from pyspark.errors import AnalysisException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
@@ -121,6 +121,13 @@ class TableWarehouse:
             if any(marker in str(error) for marker in absent):
                 return None
             raise
+
+    def _save(self, writer: DataFrameWriter, location: str) -> None:
+        """A table of the catalog by name, or a table at a path."""
+        if self.schema is not None:
+            writer.saveAsTable(location)
+        else:
+            writer.save(location)
 
     def _manifest(self, spark: SparkSession, dataset: str) -> DataFrame | None:
         return self._load(spark, self._manifest_location(dataset))
@@ -201,10 +208,7 @@ class TableWarehouse:
                 .option("replaceWhere", predicate)
                 .partitionBy(DATE_COLUMN)
             )
-            if self.schema is not None:
-                writer.saveAsTable(location)
-            else:
-                writer.save(location)
+            self._save(writer, location)
             return
         if self.schema is not None:
             _replace_table_days(spark, location, frame, days)
@@ -215,11 +219,7 @@ class TableWarehouse:
     def write_table(self, dataset: str, frame: DataFrame) -> int:
         """Replace an unpartitioned dataset (one Delta transaction); returns its row count."""
         location = self.dataset_location(dataset)
-        writer = frame.write.format(self.table_format).mode("overwrite")
-        if self.schema is not None:
-            writer.saveAsTable(location)
-        else:
-            writer.save(location)
+        self._save(frame.write.format(self.table_format).mode("overwrite"), location)
         return self.read_table(frame.sparkSession, dataset).count()
 
     def stage_partitions(self, dataset: str, frame: DataFrame, window: Window) -> Staged:
