@@ -14,7 +14,7 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 demo: install
-	$(BIN)/python -m pdm_assets.demo
+	$(BIN)/python -m pdm_assets.dev.demo
 
 test: install lint typecheck browser postgres pytest
 
@@ -29,9 +29,12 @@ postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || $(SUDO) apt-get install -y --no-install-recommends postgresql \
 		|| { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends postgresql; }
 
+# The layer contracts (pyproject.toml's [tool.importlinter]) and dg's load of the definitions.
 lint: install
 	$(BIN)/ruff check pdm_assets pdm_assets_tests benchmarks
 	$(BIN)/ruff format --check pdm_assets pdm_assets_tests benchmarks
+	$(BIN)/lint-imports
+	$(BIN)/dg check defs
 
 typecheck: install
 	$(BIN)/mypy
@@ -54,11 +57,11 @@ SETTING = $(BIN)/python -c 'from pdm_assets.settings import load_settings; print
 # manager, Ctrl-C) are passed on to it as SIGTERM, which it takes as Ctrl-C. A background job
 # starts with SIGINT ignored, and dagster maps SIGTERM onto SIGINT's handler: default_signals
 # resets both before it becomes dagster dev.
-SPARK_SERVER = $(BIN)/python -m pdm_assets.spark_server
+SPARK_SERVER = $(BIN)/python -m pdm_assets.adapters.spark_server
 ui: install
 	@home=$${DAGSTER_HOME:-$$($(call SETTING,dagster_home))}; \
 		pdm_home=$$($(call SETTING,home)); \
-		$(BIN)/python -m pdm_assets.instance_config "$$home"; \
+		$(BIN)/python -m pdm_assets.defs.instance_config "$$home"; \
 		master=$${PDM_SPARK_MASTER:-}; \
 		if [ -z "$$master" ] && [ "$${PDM_WARM_SPARK:-1}" != 0 ] \
 			&& [ "$${PDM_ENV:-local}" = local ] && [ -z "$${PDM_WAREHOUSE:-}" ]; then \
@@ -71,7 +74,7 @@ ui: install
 			export SPARK_CONNECT_AUTHENTICATE_TOKEN="$$token"; \
 		fi; \
 		echo "Dagster UI on http://127.0.0.1:3000 (DAGSTER_HOME=$$home; runs use Spark $${master:-local[*]})"; \
-		PDM_SPARK_MASTER="$$master" DAGSTER_HOME="$$home" $(BIN)/python -m pdm_assets.default_signals \
+		PDM_SPARK_MASTER="$$master" DAGSTER_HOME="$$home" $(BIN)/python -m pdm_assets.dev.default_signals \
 			$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000 & dev=$$!; \
 		trap 'kill -TERM $$dev 2>/dev/null; wait $$dev; exit 143' TERM; \
 		trap 'kill -TERM $$dev 2>/dev/null; wait $$dev; exit 130' INT; \
@@ -83,7 +86,7 @@ ui: install
 HOST ?= 127.0.0.1
 PORT ?= 3000
 INSTANCE = home=$${DAGSTER_HOME:-$$($(call SETTING,dagster_home))}; \
-	$(BIN)/python -m pdm_assets.instance_config "$$home" || exit 1; export DAGSTER_HOME="$$home"
+	$(BIN)/python -m pdm_assets.defs.instance_config "$$home" || exit 1; export DAGSTER_HOME="$$home"
 webserver: install
 	@$(INSTANCE); exec $(BIN)/dagster-webserver -w workspace.yaml -h $(HOST) -p $(PORT)
 

@@ -75,16 +75,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
-    from pdm_assets import decision, training
-    from pdm_assets.fleet import DEFAULT_FLEET as FLEET
-    from pdm_assets.spark import SparkResource
-    from pdm_assets.timewindow import Window, midnight
-    from pdm_assets.warehouse import open_store
+    from pdm_assets.adapters.spark import SparkResource
+    from pdm_assets.adapters.warehouse import open_store
+    from pdm_assets.core import decision, training
+    from pdm_assets.core.fleet import DEFAULT_FLEET as FLEET
+    from pdm_assets.core.timewindow import Window, midnight
+    from pdm_assets.defs.model.config import ModelConfig
 
     spark = SparkResource(master="local[*]").get_session()
     spark.sparkContext.setLogLevel("ERROR")
     horizon = FLEET.horizon_hours
-    params, rules = training.ClassifierParams(), training.DecisionParams()
+    params, rules = ModelConfig().params(), ModelConfig().decision_params()
     results: list[dict[str, Any]] = []
     for value in args.work:
         work, cutoff_day = kept_folder(value, args.cutoff)
@@ -149,7 +150,13 @@ def main(argv: list[str] | None = None) -> int:
             used = inputs[basis]
             if min_failures == 0 and ratio != GRID_BUDGET_RATIO[0]:
                 continue  # without the minimum no budget cut is used: one variant is enough
-            fitted = decision.fit_policy(used.labels, used.probabilities, rules.strategy)
+            fitted = decision.fit_policy(
+                used.labels,
+                used.probabilities,
+                rules.strategy,
+                rules.precision_target,
+                rules.daily_alert_budget,
+            )
             policy = decision.apply_evidence_rules(
                 fitted, used.labels, used.probabilities, used.evidence, min_failures, ratio, cap
             )

@@ -64,9 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     machines, days = int(environment["PDM_SIM_MACHINES"]), int(environment["PDM_SIM_DAYS"])
     seed = int(environment["PDM_SIM_SEED"])
 
-    from pdm_assets import landing, spark_server
-    from pdm_assets.fleet import DEFAULT_FLEET
-    from pdm_assets.simulator import FleetSpec, simulate, write_landing
+    from pdm_assets.adapters import spark_server
+    from pdm_assets.core import landing
+    from pdm_assets.core.fleet import DEFAULT_FLEET
+    from pdm_assets.simulator.fleet_simulator import FleetSpec, simulate, write_landing
 
     landed = set(landing.complete_days(home / "landing", DEFAULT_FLEET.event_tables))
     fleet = simulate(FleetSpec(machines=machines, start=START, days=days, seed=seed))
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import dagster as dg
 
-    from pdm_assets.jobs import LANDED_DAY_JOB
+    from pdm_assets.defs.jobs import LANDED_DAY_JOB
 
     measured = []
     with dg.DagsterInstance.from_config(environment["DAGSTER_HOME"]) as instance:

@@ -44,16 +44,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
-    from pdm_assets import decision, features, training
-    from pdm_assets.fleet import DEFAULT_FLEET, load_fleet
-    from pdm_assets.spark import SparkResource
-    from pdm_assets.timewindow import Window, midnight, timestamp_literal
-    from pdm_assets.warehouse import open_store
+    from pdm_assets.adapters.spark import SparkResource
+    from pdm_assets.adapters.warehouse import open_store
+    from pdm_assets.core import decision, features, training
+    from pdm_assets.core.fleet import DEFAULT_FLEET, load_fleet
+    from pdm_assets.core.timewindow import Window, midnight, timestamp_literal
+    from pdm_assets.defs.model.config import ModelConfig
 
     spark = SparkResource(master="local[*]").get_session()
     spark.sparkContext.setLogLevel("ERROR")
     fleets = {"default": DEFAULT_FLEET, "extras": load_fleet(EXTRAS_FLEET)}
-    params, rules = training.ClassifierParams(), training.DecisionParams()
+    params, rules = ModelConfig().params(), ModelConfig().decision_params()
     results: list[dict[str, Any]] = []
     for value in args.work:
         work, cutoff_day = kept_folder(value, args.cutoff)

@@ -66,12 +66,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import dagster as dg
     from pyspark.sql import functions as F
 
+    from pdm_assets.adapters.spark import SparkResource
+    from pdm_assets.adapters.warehouse import open_store
+    from pdm_assets.core.timewindow import Window
     from pdm_assets.definitions import build_definitions
-    from pdm_assets.jobs import INGEST_JOB, OUTCOMES_JOB, SCORE_JOB, TRAIN_JOB
+    from pdm_assets.defs.jobs import INGEST_JOB, OUTCOMES_JOB, SCORE_JOB, TRAIN_JOB
     from pdm_assets.settings import load_settings
-    from pdm_assets.spark import SparkResource
-    from pdm_assets.timewindow import Window
-    from pdm_assets.warehouse import open_store
 
     settings = load_settings()
     fleet = settings.fleet

@@ -173,8 +173,8 @@ def compare_with_yardstick(
     """Time the Polars yardstick (median of `repeats`) and its largest difference from ours."""
     import polars_yardstick
 
-    from pdm_assets.fleet import DEFAULT_FLEET
-    from pdm_assets.timewindow import Window
+    from pdm_assets.core.fleet import DEFAULT_FLEET
+    from pdm_assets.core.timewindow import Window
 
     seconds = []
     for _ in range(repeats):
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with PeakMemory() as memory:
         began = time.perf_counter()
-        from pdm_assets.simulator import FleetSpec, simulate, write_landing
+        from pdm_assets.simulator.fleet_simulator import FleetSpec, simulate, write_landing
 
         spec = FleetSpec(machines=args.machines, start=START, days=simulated_days, seed=args.seed)
         fleet = simulate(spec)
@@ -260,12 +260,12 @@ def main(argv: list[str] | None = None) -> int:
 
         import dagster as dg
 
+        from pdm_assets.adapters.spark import SparkResource
+        from pdm_assets.adapters.warehouse import open_store
         from pdm_assets.definitions import build_definitions
-        from pdm_assets.instance_config import ensure_instance_yaml
-        from pdm_assets.jobs import INGEST_JOB, LANDED_DAY_JOB, TRAIN_JOB
+        from pdm_assets.defs.instance_config import ensure_instance_yaml
+        from pdm_assets.defs.jobs import INGEST_JOB, LANDED_DAY_JOB, TRAIN_JOB
         from pdm_assets.settings import load_settings
-        from pdm_assets.spark import SparkResource
-        from pdm_assets.warehouse import open_store
 
         settings = load_settings()
         event_logs = work / "spark-events"

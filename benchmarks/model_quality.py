@@ -171,12 +171,12 @@ def run_pdm_assets(
         os.environ.pop("PDM_CSV_DIR", None)
     import dagster as dg
 
+    from pdm_assets.adapters.spark import SparkResource
+    from pdm_assets.adapters.warehouse import open_store
+    from pdm_assets.core.timewindow import Window
     from pdm_assets.definitions import build_definitions
-    from pdm_assets.jobs import INGEST_JOB, SCORE_JOB, TRAIN_JOB
+    from pdm_assets.defs.jobs import INGEST_JOB, SCORE_JOB, TRAIN_JOB
     from pdm_assets.settings import load_settings
-    from pdm_assets.spark import SparkResource
-    from pdm_assets.timewindow import Window
-    from pdm_assets.warehouse import open_store
 
     settings = load_settings()
     shutil.rmtree(home / "mlflow", ignore_errors=True)
@@ -495,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
         csv_dir = work / "csv"
         reused = args.reuse and (csv_dir / "PdM_failures.csv").exists()
         if not reused:
-            from pdm_assets.simulator import FleetSpec, simulate, write_landing
+            from pdm_assets.simulator.fleet_simulator import FleetSpec, simulate, write_landing
 
             logger.info(
                 "simulating %s machines x %s days, seed %s", args.machines, args.days, args.seed

@@ -51,11 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
-    from pdm_assets import decision, training
-    from pdm_assets.fleet import DEFAULT_FLEET
-    from pdm_assets.spark import SparkResource
-    from pdm_assets.timewindow import Window, midnight
-    from pdm_assets.warehouse import open_store
+    from pdm_assets.adapters.spark import SparkResource
+    from pdm_assets.adapters.warehouse import open_store
+    from pdm_assets.core import decision, training
+    from pdm_assets.core.fleet import DEFAULT_FLEET
+    from pdm_assets.core.timewindow import Window, midnight
+    from pdm_assets.defs.model.config import ModelConfig
 
     spark = SparkResource(master="local[*]").get_session()
     spark.sparkContext.setLogLevel("ERROR")
@@ -82,10 +83,16 @@ def main(argv: list[str] | None = None) -> int:
             .cache()
         )
         for name in names:
-            params = replace(training.ClassifierParams(), **VARIANTS[name])
+            params = replace(ModelConfig().params(), **VARIANTS[name])
             began = time.perf_counter()
             outcome = training.train_and_validate(
-                rows, cutoff, horizon, 21, params, training.DecisionParams(), refit_on_all=False
+                rows,
+                cutoff,
+                horizon,
+                21,
+                params,
+                ModelConfig().decision_params(),
+                refit_on_all=False,
             )
             seconds = time.perf_counter() - began
             scored = decision.alerts(

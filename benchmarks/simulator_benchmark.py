@@ -23,8 +23,8 @@ import time
 from datetime import date
 from pathlib import Path
 
-from pdm_assets.fleet import Fleet, load_fleet
-from pdm_assets.simulator import FleetSpec, simulate, write_landing
+from pdm_assets.core.fleet import Fleet, load_fleet
+from pdm_assets.simulator.fleet_simulator import FleetSpec, simulate, write_landing
 
 RESULTS = Path(__file__).resolve().parent / "results" / "simulator.json"
 

@@ -54,15 +54,16 @@ from results_file import write_result
 # installed): run from the checkout, as every benchmark is.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pdm_assets import landing, spark_server
+from pdm_assets.adapters import spark_server
+from pdm_assets.adapters.spark import SparkResource
+from pdm_assets.adapters.warehouse import FolderWarehouse, MissingDatasetError
+from pdm_assets.core import landing
 from pdm_assets.definitions import build_definitions
-from pdm_assets.instance_config import ensure_instance_yaml
-from pdm_assets.jobs import INGEST_JOB, SCORE_JOB, TRAIN_JOB
+from pdm_assets.defs.instance_config import ensure_instance_yaml
+from pdm_assets.defs.jobs import INGEST_JOB, SCORE_JOB, TRAIN_JOB
+from pdm_assets.defs.watchdog import worker_pid
 from pdm_assets.settings import load_settings
-from pdm_assets.simulator import FleetSpec, SimulatedFleet, simulate, write_landing
-from pdm_assets.spark import SparkResource
-from pdm_assets.warehouse import MissingDatasetError, Warehouse
-from pdm_assets.watchdog import worker_pid
+from pdm_assets.simulator.fleet_simulator import FleetSpec, SimulatedFleet, simulate, write_landing
 from pdm_assets_tests.graph_runs import SMALL_MODEL
 from pdm_assets_tests.paths import REPO_ROOT, free_port
 from pdm_assets_tests.postgres import local_postgres
@@ -294,7 +295,7 @@ def run_summary(instance_dir: str) -> dict[str, Any]:
 
 def rows_by_day(spark: SparkSession, home: Path, dataset: str) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every materialised partition (an empty day is an empty list), sorted."""
-    store = Warehouse(home / "warehouse")
+    store = FolderWarehouse(home / "warehouse")
     try:
         frame: DataFrame = store.read_all(spark, dataset)
     except MissingDatasetError:

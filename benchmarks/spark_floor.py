@@ -81,8 +81,8 @@ def read_landing(spark: Any, landing: Path, end: date) -> dict[str, Any]:
 
 
 def features_and_labels(tables: dict[str, Any], end: date) -> tuple[Any, Any]:
-    from pdm_assets import features, labels
-    from pdm_assets.timewindow import midnight
+    from pdm_assets.core import features, labels
+    from pdm_assets.core.timewindow import midnight
 
     rows = features.compute(
         tables["telemetry"],
@@ -135,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import polars_yardstick
 
+    from pdm_assets.adapters.spark import SparkResource
     from pdm_assets.settings import load_settings
-    from pdm_assets.spark import SparkResource
 
     settings = load_settings()
     spark = SparkResource(master=settings.spark_master, conf=settings.spark_conf).get_session()

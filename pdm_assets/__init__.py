@@ -1,13 +1,6 @@
-"""pdm_assets: predictive-maintenance batch scoring with Spark ML, as a Dagster asset graph."""
+"""pdm_assets: predictive-maintenance batch scoring with Spark ML, as a Dagster asset graph.
 
-import warnings
-
-from dagster import BetaWarning, PreviewWarning, SupersessionWarning
-
-# Single-run backfill policies and dagster-mlflow's hook are marked beta; this project relies on
-# them knowingly, and the warnings, raised at import, would bury the start of every run's log.
-warnings.filterwarnings("ignore", category=BetaWarning)
-warnings.filterwarnings("ignore", category=PreviewWarning)
-# The Databricks step launcher is superseded by Pipes, knowingly kept (see the README's Databricks
-# guide); its warning would otherwise repeat at every step.
-warnings.filterwarnings("ignore", category=SupersessionWarning, message="StepLauncher")
+Layers, each importing only those below it: `dev` (the demo) -> `definitions` -> `defs` (the
+Dagster wiring) -> `adapters` (Spark, MLflow, Databricks, sources, the warehouse) ->
+`simulator` and `settings` -> `core` (pure functions and the fleet description, no Dagster).
+"""

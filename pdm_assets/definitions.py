@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import dagster as dg
 
-from pdm_assets.assets.features import build_feature_assets
-from pdm_assets.assets.model import build_model_asset
-from pdm_assets.assets.outcomes import build_outcomes_asset
-from pdm_assets.assets.raw import build_raw_assets
-from pdm_assets.assets.scores import build_scores_asset
-from pdm_assets.assets.worklist import build_worklist_asset
-from pdm_assets.automation import build_landing_sensor, build_training_schedule
-from pdm_assets.jobs import JOBS, TRAIN_JOB, landed_day_job, outcomes_job
-from pdm_assets.partitions import GraphPartitions, build_partitions
-from pdm_assets.resources import resources_for
+from pdm_assets.defs.automation import build_landing_sensor, build_training_schedule
+from pdm_assets.defs.features.assets import build_feature_assets
+from pdm_assets.defs.jobs import JOBS, TRAIN_JOB, landed_day_job, outcomes_job
+from pdm_assets.defs.model.assets import build_model_asset
+from pdm_assets.defs.monitoring.assets import build_outcomes_asset
+from pdm_assets.defs.partitions import GraphPartitions, build_partitions
+from pdm_assets.defs.raw.assets import build_raw_assets
+from pdm_assets.defs.resources import resources_for
+from pdm_assets.defs.scoring.scores import build_scores_asset
+from pdm_assets.defs.scoring.worklist import build_worklist_asset
+from pdm_assets.defs.watchdog import build_run_worker_watchdog
 from pdm_assets.settings import Settings, load_settings
-from pdm_assets.watchdog import build_run_worker_watchdog
 
 
 def build_assets(partitions: GraphPartitions) -> list[dg.AssetsDefinition]:

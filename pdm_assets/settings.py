@@ -10,9 +10,10 @@ import os
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
-from pdm_assets.filesystem import is_uri
-from pdm_assets.fleet import Fleet, fleet_from_json, load_fleet
+from pdm_assets.core.filesystem import is_uri, is_volume_path
+from pdm_assets.core.fleet import Fleet, fleet_from_json, load_fleet
 
 ENVIRONMENTS = ("local", "databricks")
 WAREHOUSE_FORMATS = ("parquet", "delta")
@@ -57,9 +58,9 @@ def _moved_settings() -> None:
     for name, key in MOVED_TO_FLEET.items():
         if os.environ.get(name, "").strip():
             raise ValueError(
-                f"{name} is gone: the value lives in the fleet description now ({key}); write it "
-                "in a copy of pdm_assets/fleets/azure_pdm.toml and point PDM_FLEET at the copy "
-                "(docs/your-fleet.md)"
+                f"{name} is gone: the value lives in the fleet description now ({key}); write "
+                "it in a copy of pdm_assets/core/fleets/azure_pdm.toml and point PDM_FLEET at the "
+                "copy (docs/your-fleet.md)"
             )
 
 
@@ -270,3 +271,154 @@ def _keep_replaced_hours(raw: str) -> float:
             f"be on a replaced version), got {raw!r}"
         )
     return hours
+
+
+# The Databricks environment's variables (docs/databricks.md). The step launcher is built from
+# them in pdm_assets/adapters/databricks.py.
+
+# Set by the Databricks runtime on every cluster node: a step that sees it is already remote.
+RUNTIME_MARKER = "DATABRICKS_RUNTIME_VERSION"
+
+# Forwarded to the cluster, so the step there builds the same definitions. Secrets are not
+# among them: DATABRICKS_TOKEN stays on the Dagster side, and storage keys come from a
+# Databricks secret scope on the cluster.
+FORWARDED_PREFIXES = ("PDM_",)
+FORWARDED_NAMES = ("DATABRICKS_HOST",)
+NEVER_FORWARDED = {"PDM_SPARK_MASTER", "PDM_HOME"}
+
+
+def _env_or(name: str, default: str = "") -> str:
+    return _env(name, default)
+
+
+def on_databricks_runtime() -> bool:
+    """True on a Databricks cluster node: a step that sees it is already remote."""
+    return bool(os.environ.get(RUNTIME_MARKER))
+
+
+def forwarded_variables() -> dict[str, str]:
+    """This process's PDM_* variables and DATABRICKS_HOST, less those that are this machine's."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if (name.startswith(FORWARDED_PREFIXES) or name in FORWARDED_NAMES)
+        and name not in NEVER_FORWARDED
+    }
+
+
+@dataclass(frozen=True)
+class DatabricksSettings:
+    """The PDM_DATABRICKS_* variables (see the README's Databricks guide)."""
+
+    host: str
+    cluster_id: str | None
+    new_cluster: dict[str, Any] | None
+    storage: dict[str, Any]
+    staging_prefix: str
+    poll_interval_seconds: float
+    timeout_seconds: int
+    remote_home: str
+
+
+def _number(name: str, default: str) -> float:
+    raw = _env_or(name, default)
+    try:
+        value = float(raw)
+    except ValueError as error:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from error
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def _default_storage(warehouse: str) -> str:
+    if warehouse.startswith("abfss://"):
+        return "adls2"
+    if warehouse.startswith(("s3://", "s3a://")):
+        return "s3"
+    return "none"
+
+
+def _storage(warehouse: str) -> dict[str, Any]:
+    """The launcher's storage block: which secret-scope keys the cluster reads to reach the
+    warehouse. Empty for dbfs:/ or a cluster that already has access (instance profile, UC)."""
+    kind = _env_or("PDM_DATABRICKS_STORAGE", _default_storage(warehouse))
+    if kind == "none":
+        return {}
+    scope = _env_or("PDM_DATABRICKS_SECRET_SCOPE", "pdm")
+    if kind == "adls2":
+        account = _env_or("PDM_ADLS2_ACCOUNT")
+        if not account:
+            raise ValueError(
+                "PDM_DATABRICKS_STORAGE=adls2 needs PDM_ADLS2_ACCOUNT, the storage account name"
+            )
+        return {
+            "adls2": {
+                "storage_account_name": account,
+                "secret_scope": scope,
+                "storage_account_key_key": _env_or("PDM_ADLS2_KEY_SECRET", "adls2-account-key"),
+            }
+        }
+    if kind == "s3":
+        return {
+            "s3": {
+                "secret_scope": scope,
+                "access_key_key": _env_or("PDM_S3_ACCESS_KEY_SECRET", "aws-access-key-id"),
+                "secret_key_key": _env_or("PDM_S3_SECRET_KEY_SECRET", "aws-secret-access-key"),
+            }
+        }
+    raise ValueError(f"PDM_DATABRICKS_STORAGE must be 'adls2', 's3' or 'none', got {kind!r}")
+
+
+def _new_cluster() -> dict[str, Any]:
+    """The launcher's `new` cluster shape, from PDM_DATABRICKS_NEW_CLUSTER (JSON) or defaults."""
+    raw = _env_or("PDM_DATABRICKS_NEW_CLUSTER")
+    if raw:
+        try:
+            spec = json.loads(raw)
+        except ValueError as error:
+            raise ValueError(
+                f"PDM_DATABRICKS_NEW_CLUSTER must be JSON in the launcher's cluster.new shape, "
+                f"got {raw!r}"
+            ) from error
+        if not isinstance(spec, dict):
+            raise ValueError("PDM_DATABRICKS_NEW_CLUSTER must be a JSON object")
+        return spec
+    workers = int(_number("PDM_DATABRICKS_WORKERS", "2"))
+    return {
+        # Spark 4 runtimes: the code is written against pyspark 4.
+        "spark_version": _env_or("PDM_DATABRICKS_SPARK_VERSION", "17.3.x-scala2.13"),
+        "nodes": {
+            "node_types": {"node_type_id": _env_or("PDM_DATABRICKS_NODE_TYPE", "Standard_D4ds_v5")}
+        },
+        "size": {"num_workers": workers},
+    }
+
+
+def load_databricks_settings(warehouse: str) -> DatabricksSettings:
+    """Read and check the Databricks variables; a ValueError names the one that is wrong."""
+    host = _env_or("DATABRICKS_HOST")
+    if not host:
+        raise ValueError(
+            "PDM_ENV=databricks needs DATABRICKS_HOST (e.g. https://adb-123.4.azuredatabricks.net)"
+            " and DATABRICKS_TOKEN, a personal access token or service-principal token"
+        )
+    cluster_id = _env_or("PDM_DATABRICKS_CLUSTER_ID") or None
+    staging = _env_or("PDM_DATABRICKS_STAGING_PREFIX", "/dagster_staging")
+    volume_like = staging.startswith("/Volumes/") or staging == "/Volumes"
+    if not staging.startswith("/") or (volume_like and not is_volume_path(staging + "/")):
+        raise ValueError(
+            "PDM_DATABRICKS_STAGING_PREFIX must be a Unity Catalog Volume path "
+            "(/Volumes/<catalog>/<schema>/<volume>/...) or an absolute DBFS path (/...): "
+            f"{staging}"
+        )
+    return DatabricksSettings(
+        host=host,
+        cluster_id=cluster_id,
+        new_cluster=None if cluster_id else _new_cluster(),
+        storage=_storage(warehouse),
+        staging_prefix=staging,
+        poll_interval_seconds=_number("PDM_DATABRICKS_POLL_SECONDS", "10"),
+        timeout_seconds=int(_number("PDM_DATABRICKS_TIMEOUT_SECONDS", "7200")),
+        remote_home=_env_or("PDM_DATABRICKS_HOME", "/dbfs/pdm_assets"),
+    )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from pdm_assets.spark import SparkResource
+from pdm_assets.adapters.spark import SparkResource
 
 
 @pytest.fixture(scope="session")

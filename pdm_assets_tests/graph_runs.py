@@ -26,7 +26,7 @@ import dagster as dg
 import pytest
 
 from pdm_assets.definitions import build_definitions
-from pdm_assets.jobs import INGEST_JOB, SCORE_JOB, TRAIN_JOB
+from pdm_assets.defs.jobs import INGEST_JOB, SCORE_JOB, TRAIN_JOB
 from pdm_assets.settings import load_settings
 from pdm_assets_tests.paths import REPO_ROOT
 

@@ -17,14 +17,14 @@ from pyspark.ml import PipelineModel
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
 
-from pdm_assets import reasons
+from pdm_assets.adapters.mlflow_registry import CHAMPION_ALIAS, ModelRegistry
+from pdm_assets.adapters.warehouse import FolderWarehouse
+from pdm_assets.core import reasons
+from pdm_assets.core.fleet import DEFAULT_FLEET
+from pdm_assets.core.timewindow import Window, from_spark
 from pdm_assets.definitions import build_definitions
-from pdm_assets.fleet import DEFAULT_FLEET
-from pdm_assets.jobs import INGEST_JOB, OUTCOMES_JOB, SCORE_JOB, TRAIN_JOB
-from pdm_assets.registry import CHAMPION_ALIAS, ModelRegistry
+from pdm_assets.defs.jobs import INGEST_JOB, OUTCOMES_JOB, SCORE_JOB, TRAIN_JOB
 from pdm_assets.settings import Settings, load_settings
-from pdm_assets.timewindow import Window, from_spark
-from pdm_assets.warehouse import Warehouse
 
 MACHINES = 6
 DAYS = 45  # 2015-01-01 .. 2015-02-14
@@ -54,8 +54,8 @@ class Graph:
         )
 
     @property
-    def warehouse(self) -> Warehouse:
-        return Warehouse(Path(self.settings.warehouse))
+    def warehouse(self) -> FolderWarehouse:
+        return FolderWarehouse(Path(self.settings.warehouse))
 
 
 def _range(first: str, last: str) -> dict[str, str]:
@@ -481,7 +481,7 @@ def test_features_and_labels_equal_the_polars_yardstick(graph: Graph, spark) -> 
 def test_a_range_scores_the_months_with_a_model_and_says_which_it_could_not(
     graph: Graph, trained, spark
 ) -> None:
-    from pdm_assets.timewindow import Window
+    from pdm_assets.core.timewindow import Window
 
     # January has no model (the first is February's): its days stay unscored, February's not.
     result = graph.run(SCORE_JOB, _range("2015-01-30", "2015-02-02"))

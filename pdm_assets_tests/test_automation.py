@@ -10,11 +10,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from pdm_assets import landing
-from pdm_assets.automation import LANDING_SENSOR, TRAIN_SCHEDULE, LandingCursor, busy_days
+from pdm_assets.core import landing
 from pdm_assets.definitions import build_definitions
-from pdm_assets.jobs import LANDED_DAY_JOB, OUTCOMES_JOB
-from pdm_assets.simulator import FleetSpec, simulate, write_landing
+from pdm_assets.defs.automation import LANDING_SENSOR, TRAIN_SCHEDULE, LandingCursor, busy_days
+from pdm_assets.defs.jobs import LANDED_DAY_JOB, OUTCOMES_JOB
+from pdm_assets.simulator.fleet_simulator import FleetSpec, simulate, write_landing
 
 START = date(2015, 1, 1)
 

@@ -23,8 +23,8 @@ import pyspark
 import pytest
 from pyspark.sql import SparkSession
 
-from pdm_assets import spark_server
-from pdm_assets.warehouse import Warehouse
+from pdm_assets.adapters import spark_server
+from pdm_assets.adapters.warehouse import FolderWarehouse
 from pdm_assets_tests import graph_runs
 from pdm_assets_tests.frames import assert_same_rows
 from pdm_assets_tests.paths import REPO_ROOT, free_port
@@ -112,7 +112,7 @@ def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def connect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator["ConnectServer"]:
-    """The server `make ui` starts for the daemon's runs (pdm_assets.spark_server)."""
+    """The server `make ui` starts for the daemon's runs (pdm_assets.adapters.spark_server)."""
     home = tmp_path_factory.mktemp("connect")
     url = spark_server.start(home, port=free_port(), master="local[2]")
     try:
@@ -230,9 +230,9 @@ def test_features_and_scores_on_a_standalone_cluster_and_spark_connect_equal_loc
         ),
     )
     for dataset in ("raw_telemetry", "machine_features", "failure_labels", "machine_scores"):
-        local = Warehouse(local_home / "warehouse").read_all(spark, dataset)
+        local = FolderWarehouse(local_home / "warehouse").read_all(spark, dataset)
         for home in (cluster_home, connect_home):
-            other = Warehouse(home / "warehouse").read_all(spark, dataset)
+            other = FolderWarehouse(home / "warehouse").read_all(spark, dataset)
             assert local.columns == other.columns, (dataset, home.name)
             assert_same_rows(local, other)
     OUTPUT.mkdir(exist_ok=True)

@@ -28,10 +28,11 @@ from dagster_databricks.databricks_pyspark_step_launcher import (
 )
 from pyspark.sql import SparkSession
 
-from pdm_assets.databricks import cluster_libraries, load_databricks_settings, package_to_ship
-from pdm_assets.jobs import INGEST_JOB
-from pdm_assets.timewindow import Window
-from pdm_assets.warehouse import TableWarehouse
+from pdm_assets.adapters.databricks import cluster_libraries, package_to_ship
+from pdm_assets.adapters.warehouse import TableWarehouse
+from pdm_assets.core.timewindow import Window
+from pdm_assets.defs.jobs import INGEST_JOB
+from pdm_assets.settings import load_databricks_settings
 from pdm_assets_tests.fake_databricks import FakeDatabricks, driver_environment
 
 TOKEN = "dapi-fake-0123456789abcdef"
@@ -159,9 +160,9 @@ def test_only_the_package_is_shipped_and_a_path_that_empties_the_zip_is_refused(
         package_to_ship(tmp_path)
     shipped = package_to_ship()
     assert [child.name for child in shipped.iterdir()] == ["pdm_assets"]
-    assert (shipped / "pdm_assets" / "assets" / "raw.py").is_file()
+    assert (shipped / "pdm_assets" / "defs" / "raw" / "assets.py").is_file()
     # The fleet descriptions ship with the code: the default is read at import.
-    assert (shipped / "pdm_assets" / "fleets" / "azure_pdm.toml").is_file()
+    assert (shipped / "pdm_assets" / "core" / "fleets" / "azure_pdm.toml").is_file()
     assert package_to_ship() == shipped  # same code, same folder
     # ... in a folder only this user can write (issue 19, finding 9).
     root = shipped.parent.parent
@@ -172,7 +173,7 @@ def test_only_the_package_is_shipped_and_a_path_that_empties_the_zip_is_refused(
 def test_a_staging_folder_someone_else_made_is_not_used(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from pdm_assets.databricks import private_staging_root
+    from pdm_assets.adapters.databricks import private_staging_root
 
     neutral = Path(tempfile.mkdtemp(prefix="neutral-", dir="/tmp"))
     monkeypatch.setattr(tempfile, "tempdir", str(neutral))
@@ -190,7 +191,7 @@ def test_a_staging_folder_someone_else_made_is_not_used(
 def test_the_cluster_gets_the_fleet_description_itself_not_a_local_path(
     pdm_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from pdm_assets.databricks import forwarded_environment
+    from pdm_assets.adapters.databricks import forwarded_environment
     from pdm_assets.settings import load_settings
 
     described = tmp_path / "pumps.toml"

@@ -9,12 +9,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from pdm_assets.databricks import no_step_launcher
+from pdm_assets.adapters.databricks import no_step_launcher
+from pdm_assets.adapters.sources import CsvFolderSource, SimulatedFleetSource
+from pdm_assets.adapters.spark import JavaNotFoundError, ensure_java, find_java
 from pdm_assets.definitions import build_definitions
-from pdm_assets.resources import RESOURCES_BY_ENVIRONMENT
+from pdm_assets.defs.resources import RESOURCES_BY_ENVIRONMENT
 from pdm_assets.settings import ENVIRONMENTS, load_settings
-from pdm_assets.sources import CsvFolderSource, SimulatedFleetSource
-from pdm_assets.spark import JavaNotFoundError, ensure_java, find_java
 from pdm_assets_tests.paths import REPO_ROOT, SAMPLE_DIR
 
 EXPECTED_ASSETS = {
@@ -172,7 +172,7 @@ def test_the_fleet_description_is_read_from_pdm_fleet(
 def test_a_landing_folder_is_read_only_and_never_simulated_into(
     pdm_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from pdm_assets.sources import LandingFolderSource
+    from pdm_assets.adapters.sources import LandingFolderSource
 
     monkeypatch.setenv("PDM_LANDING", str(tmp_path / "producer"))
     with pytest.raises(ValueError, match="PDM_LANDING is a landing folder someone else fills"):
@@ -206,7 +206,7 @@ def test_an_old_java_is_refused(tmp_path: Path) -> None:
 def test_a_session_without_java_fails_before_py4j(tmp_path: Path) -> None:
     # A fresh interpreter, so no JVM from this test session is reused.
     script = (
-        "from pdm_assets.spark import SparkResource, JavaNotFoundError\n"
+        "from pdm_assets.adapters.spark import SparkResource, JavaNotFoundError\n"
         "try:\n"
         "    SparkResource().get_session()\n"
         "except JavaNotFoundError as error:\n"
@@ -224,7 +224,7 @@ def test_a_session_without_java_fails_before_py4j(tmp_path: Path) -> None:
 def test_a_tables_source_is_built_from_pdm_tables(
     pdm_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pdm_assets.table_source import TableSource
+    from pdm_assets.adapters.table_source import TableSource
 
     monkeypatch.setenv("PDM_DATA_SOURCE", "tables")
     with pytest.raises(ValueError, match="PDM_DATA_SOURCE=tables needs PDM_TABLES"):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pdm_assets import demo
+from pdm_assets.dev import demo
 
 pytestmark = pytest.mark.slow
 

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from pyspark.sql import Row, SparkSession
 
-from pdm_assets import features
-from pdm_assets.fleet import (
+from pdm_assets.core import features
+from pdm_assets.core.fleet import (
     DEFAULT_FLEET,
     DEFAULT_FLEET_FILE,
     FleetDescriptionError,
     load_fleet,
     parse_fleet,
 )
-from pdm_assets.timewindow import from_spark
+from pdm_assets.core.timewindow import from_spark
 from pdm_assets_tests.frames import components, errors, hour, machines, observations, telemetry
 
 EXTRAS_FILE = Path(__file__).parent / "data" / "azure_pdm_extras.toml"
@@ -253,7 +253,7 @@ def test_a_machine_attribute_named_like_an_extra_feature_is_refused() -> None:
 
 
 def test_a_description_with_extras_round_trips_through_json() -> None:
-    from pdm_assets.fleet import fleet_from_json
+    from pdm_assets.core.fleet import fleet_from_json
 
     again = fleet_from_json(EXTRAS.model_dump_json())
     assert again == EXTRAS

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pdm_assets.fleet import (
+from pdm_assets.core.fleet import (
     DEFAULT_FLEET,
     DEFAULT_FLEET_FILE,
     FLEETS_DIR,
@@ -150,7 +150,7 @@ def test_names_text_shortens_a_numbered_run_only() -> None:
 def test_scoring_refuses_a_version_trained_on_another_description(tmp_path) -> None:
     from mlflow.tracking import MlflowClient
 
-    from pdm_assets.registry import FLEET_TAG, FleetMismatchError, ModelRegistry
+    from pdm_assets.adapters.mlflow_registry import FLEET_TAG, FleetMismatchError, ModelRegistry
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     registry = ModelRegistry(tracking_uri=uri, model_name="pumps")

@@ -9,9 +9,9 @@ import math
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
-from pdm_assets import features, labels
-from pdm_assets.fleet import Fleet, parse_fleet
-from pdm_assets.timewindow import Window, from_spark
+from pdm_assets.core import features, labels
+from pdm_assets.core.fleet import Fleet, parse_fleet
+from pdm_assets.core.timewindow import Window, from_spark
 from pdm_assets_tests.frames import ORIGIN, components, errors, hour, observations
 
 # One component, two sensors, 2 h observations, windows of 2 and 4 h, a 2 h horizon; no error
@@ -140,8 +140,8 @@ def test_error_counts_are_per_declared_code_and_both_logs_are_replacements(
 def test_validation_reads_the_fleets_columns_codes_zone_and_ranges(
     spark: SparkSession, tmp_path
 ) -> None:
-    from pdm_assets.raw_text import read_rows
-    from pdm_assets.validation import validate_events, validate_machines
+    from pdm_assets.core.csv_lines import read_rows
+    from pdm_assets.core.validation import validate_events, validate_machines
 
     day = Window.of_days(ORIGIN.date(), ORIGIN.date().replace(day=2))
     path = tmp_path / "errors.csv"
@@ -175,8 +175,8 @@ def test_validation_reads_the_fleets_columns_codes_zone_and_ranges(
 def test_readings_on_the_hour_of_a_half_hour_zone_are_on_the_cadence(
     spark: SparkSession, tmp_path
 ) -> None:
-    from pdm_assets.raw_text import read_rows
-    from pdm_assets.validation import validate_events
+    from pdm_assets.core.csv_lines import read_rows
+    from pdm_assets.core.validation import validate_events
 
     kolkata = parse_fleet(
         "[columns]\ntimezone = 'Asia/Kolkata'\n[telemetry]\nsensors = [{ name = 'flow' }]\n"

@@ -9,9 +9,9 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from pdm_assets import labels, training
-from pdm_assets.fleet import DEFAULT_FLEET
-from pdm_assets.timewindow import from_spark
+from pdm_assets.core import labels, training
+from pdm_assets.core.fleet import DEFAULT_FLEET
+from pdm_assets.core.timewindow import from_spark
 from pdm_assets_tests.frames import components, hour, observations
 
 H = 168

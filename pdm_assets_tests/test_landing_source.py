@@ -10,11 +10,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from pdm_assets.adapters.warehouse import FolderWarehouse
 from pdm_assets.definitions import build_definitions
-from pdm_assets.jobs import INGEST_JOB
+from pdm_assets.defs.jobs import INGEST_JOB
 from pdm_assets.settings import load_settings
-from pdm_assets.simulator import FleetSpec, simulate, write_landing
-from pdm_assets.warehouse import Warehouse
+from pdm_assets.simulator.fleet_simulator import FleetSpec, simulate, write_landing
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +52,7 @@ def test_an_ingest_reads_a_producers_landing_folder_and_leaves_it_byte_for_byte(
     assert error is not None and "no complete landing folder for 2015-01-04" in error.message
     assert _tree(producer) == before
     assert not (pdm_home / "landing").exists()
-    telemetry = Warehouse(Path(settings.warehouse)).read_all(spark, "raw_telemetry")
+    telemetry = FolderWarehouse(Path(settings.warehouse)).read_all(spark, "raw_telemetry")
     expected = sum(simulated.row_counts(day)["telemetry"] for day in simulated.days[:3])
     assert telemetry.count() == expected
     assert {row["date"] for row in telemetry.select("date").distinct().collect()} == {

@@ -5,18 +5,41 @@ probabilities."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import UTC, date, datetime
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import Window as SparkWindow
 from pyspark.sql import functions as F
 
-from pdm_assets import decision, scoring, training
-from pdm_assets.fleet import DEFAULT_FLEET
-from pdm_assets.timewindow import Window, from_spark
+from pdm_assets.core import decision, scoring, training
+from pdm_assets.core.fleet import DEFAULT_FLEET
+from pdm_assets.core.timewindow import Window, from_spark
+from pdm_assets.defs.model.config import ModelConfig
 from pdm_assets_tests.frames import hour
+
+# The model's defaults, from the one place that holds them.
+DEFAULT_PARAMS = ModelConfig().params()
+DEFAULT_DECISION = ModelConfig().decision_params()
+
+
+def _fit(
+    labels: npt.NDArray[np.int64],
+    probabilities: dict[str, decision.FloatArray],
+    strategy: str = DEFAULT_DECISION.strategy,
+    precision_target: float = DEFAULT_DECISION.precision_target,
+) -> decision.DecisionPolicy:
+    return decision.fit_policy(
+        labels,
+        probabilities,
+        strategy,  # type: ignore[arg-type]
+        precision_target,
+        DEFAULT_DECISION.daily_alert_budget,
+    )
+
 
 SCORES = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
 POSITIVE = np.array([True, False, True, True, False, False])
@@ -54,7 +77,7 @@ def test_precision_target_takes_the_most_recall_at_that_precision() -> None:
 
 
 def test_a_component_without_validation_failures_never_alerts() -> None:
-    policy = decision.fit_policy(
+    policy = _fit(
         np.array([1, 0, 1, 0]),
         {"comp1": np.array([0.9, 0.1, 0.8, 0.2]), "comp2": np.array([0.5, 0.4, 0.3, 0.2])},
     )
@@ -66,7 +89,7 @@ def test_a_component_without_validation_failures_never_alerts() -> None:
 
 def test_unknown_strategy_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown decision strategy 'argmax'"):
-        decision.fit_policy(np.array([1]), {"comp1": np.array([0.5])}, "argmax")  # type: ignore[arg-type]
+        _fit(np.array([1]), {"comp1": np.array([0.5])}, "argmax")
 
 
 COMPONENT_COLUMNS = DEFAULT_FLEET.component_probability_columns
@@ -256,7 +279,8 @@ def test_both_learners_give_five_probabilities_that_sum_to_one(
     spark: SparkSession, classifier: training.Classifier
 ) -> None:
     rows = _learnable_rows(spark)
-    params = training.ClassifierParams(
+    params = replace(
+        DEFAULT_PARAMS,
         classifier=classifier,
         num_trees=5,
         feature_subset_strategy="all",
@@ -280,7 +304,7 @@ def test_break_even_alerts_as_many_rows_as_there_are_failures() -> None:
 
 
 def test_fallback_fills_only_components_validation_could_not_fit() -> None:
-    validated = decision.fit_policy(
+    validated = _fit(
         np.array([1, 0, 0]),
         {"comp1": np.array([0.9, 0.1, 0.2]), "comp2": np.array([0.0, 0.0, 0.0])},
     )
@@ -294,9 +318,7 @@ def test_fallback_fills_only_components_validation_could_not_fit() -> None:
     assert policy.thresholds == {"comp1": 0.9, "comp2": 0.5}  # comp1 keeps its validated fit
     assert policy.validation["comp2"].fitted_on == decision.BREAK_EVEN
     # A precision target nothing reaches means "do not alert": no fallback.
-    strict = decision.fit_policy(
-        np.array([1, 0]), {"comp1": np.array([0.5, 0.5])}, "precision_target", 0.9
-    )
+    strict = _fit(np.array([1, 0]), {"comp1": np.array([0.5, 0.5])}, "precision_target", 0.9)
     assert decision.needs_fallback(strict) == []
 
 
@@ -334,7 +356,7 @@ def _evidence(failures: dict[str, int]) -> decision.Evidence:
 def test_evidence_rules_keep_a_cut_only_with_enough_failures_else_a_budget() -> None:
     labels = np.array([1, 0, 1, 1, 0, 0])
     probabilities = {"comp1": SCORES, "comp2": np.array([0.1, 0.45, 0.2, 0.3, 0.35, 0.05])}
-    fitted = decision.fit_policy(labels, probabilities)
+    fitted = _fit(labels, probabilities)
     assert fitted.thresholds["comp1"] == 0.6  # max F1 (see the first test)
     policy = decision.apply_evidence_rules(
         fitted, labels, probabilities, _evidence({"comp1": 12, "comp2": 3}), 10, 0.5, 1.0
@@ -418,7 +440,7 @@ def test_a_thin_validation_window_is_replaced_by_fits_that_never_saw_the_machine
     spark: SparkSession,
 ) -> None:
     rows = _labelled_history(spark).cache()
-    params = training.ClassifierParams(num_trees=3, min_instances_per_node=1, max_depth=3)
+    params = replace(DEFAULT_PARAMS, num_trees=3, min_instances_per_node=1, max_depth=3)
     scored = training.cross_fitted(rows, params, 2, DEFAULT_FLEET)
     # Every row once, each scored by the fit on the other fold's machines.
     assert scored.count() == rows.count() == 80
@@ -431,7 +453,7 @@ def test_a_thin_validation_window_is_replaced_by_fits_that_never_saw_the_machine
         168,
         21,
         params,
-        training.DecisionParams(cross_fit_folds=2),
+        replace(DEFAULT_DECISION, cross_fit_folds=2),
         fleet=DEFAULT_FLEET,
     )
     assert outcome.evaluation.startswith("cross-fitted: every labelled row scored by 2 fits")

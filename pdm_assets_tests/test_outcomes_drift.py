@@ -10,10 +10,10 @@ import dagster as dg
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
-from pdm_assets.assets.outcomes import drift_since_cutoff
-from pdm_assets.fleet import DEFAULT_FLEET
-from pdm_assets.timewindow import Window
-from pdm_assets.warehouse import Warehouse
+from pdm_assets.adapters.warehouse import FolderWarehouse
+from pdm_assets.core.fleet import DEFAULT_FLEET
+from pdm_assets.core.timewindow import Window
+from pdm_assets.defs.monitoring.outcomes import drift_since_cutoff
 
 DAY = date(2015, 2, 2)
 
@@ -42,7 +42,7 @@ def _features(spark: SparkSession, rows: list[tuple[date, float]]) -> DataFrame:
 def test_drift_is_measured_against_the_days_before_the_months_cutoff(
     spark: SparkSession, tmp_path: Path
 ) -> None:
-    warehouse = Warehouse(tmp_path)
+    warehouse = FolderWarehouse(tmp_path)
     reference = [(date(2015, 1, 10), 1.0), (date(2015, 1, 20), 3.0)]
     # A day before the 28-day reference and one after the cutoff's day are not compared.
     ignored = [(date(2015, 1, 2), 100.0), (date(2015, 2, 1), 100.0)]
@@ -59,7 +59,7 @@ def test_drift_is_measured_against_the_days_before_the_months_cutoff(
 def test_without_a_reference_drift_is_not_measured_and_a_missing_day_fails(
     spark: SparkSession, tmp_path: Path
 ) -> None:
-    warehouse = Warehouse(tmp_path)
+    warehouse = FolderWarehouse(tmp_path)
     warehouse.write_partitions("machine_features", _features(spark, [(DAY, 4.0)]), _one(DAY))
     drift, largest, compared = drift_since_cutoff(warehouse, spark, _one(DAY))
     assert (drift, largest) == ({}, None)

@@ -22,7 +22,7 @@ import dagster as dg
 import pytest
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
 
-from pdm_assets.instance_config import ensure_instance_yaml
+from pdm_assets.defs.instance_config import ensure_instance_yaml
 from pdm_assets_tests.paths import REPO_ROOT, free_port
 from pdm_assets_tests.postgres import local_postgres
 
@@ -86,7 +86,7 @@ def test_the_webserver_and_the_daemon_serve_one_instance_and_stop_on_sigterm(
     home = tmp_path / "home"
     env = _env(home, postgres_url)
     subprocess.run(
-        [sys.executable, "-m", "pdm_assets.instance_config", env["DAGSTER_HOME"]],
+        [sys.executable, "-m", "pdm_assets.defs.instance_config", env["DAGSTER_HOME"]],
         env=env,
         check=True,
     )

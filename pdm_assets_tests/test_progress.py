@@ -5,7 +5,7 @@ import re
 
 import dagster as dg
 
-from pdm_assets.progress import Progress
+from pdm_assets.dev.progress import Progress
 
 
 @dg.asset

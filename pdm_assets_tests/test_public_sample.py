@@ -9,11 +9,11 @@ import dagster as dg
 import pytest
 from pyspark.sql import DataFrame
 
+from pdm_assets.adapters.warehouse import FolderWarehouse
+from pdm_assets.core.validation import AFTER_LAST_PARTITION
 from pdm_assets.definitions import build_definitions
-from pdm_assets.jobs import INGEST_JOB, SCORE_JOB, TRAIN_JOB
+from pdm_assets.defs.jobs import INGEST_JOB, SCORE_JOB, TRAIN_JOB
 from pdm_assets.settings import Settings, load_settings
-from pdm_assets.validation import AFTER_LAST_PARTITION
-from pdm_assets.warehouse import Warehouse
 from pdm_assets_tests.paths import SAMPLE_DIR
 
 pytestmark = pytest.mark.slow
@@ -29,7 +29,7 @@ class SampleRun:
     results: dict[str, dg.ExecuteInProcessResult]
 
     def dataset(self, spark, name: str) -> DataFrame:  # type: ignore[no-untyped-def]
-        return Warehouse(Path(self.settings.warehouse)).read_all(spark, name)
+        return FolderWarehouse(Path(self.settings.warehouse)).read_all(spark, name)
 
 
 @pytest.fixture(scope="module")

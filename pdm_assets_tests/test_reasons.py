@@ -26,8 +26,8 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.ml.linalg import Vectors
 from pyspark.sql import DataFrame, SparkSession
 
-from pdm_assets import reasons
-from pdm_assets.reasons import Reason, UnsupportedModelError
+from pdm_assets.core import reasons
+from pdm_assets.core.reasons import Reason, UnsupportedModelError
 
 FOREST = "org.apache.spark.ml.classification.RandomForestClassificationModel"
 TREE = "org.apache.spark.ml.classification.DecisionTreeClassificationModel"

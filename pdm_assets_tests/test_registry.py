@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from pdm_assets.registry import CUTOFF_TAG, GATE_TAG, ModelRegistry, cutoff_of
+from pdm_assets.adapters.mlflow_registry import CUTOFF_TAG, GATE_TAG, ModelRegistry, cutoff_of
 
 
 def test_a_month_without_a_passing_model_is_scored_by_the_last_good_one_before_it(

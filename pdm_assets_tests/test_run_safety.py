@@ -14,14 +14,14 @@ import yaml
 from dagster._core.events import EngineEventData
 
 from pdm_assets.definitions import build_definitions
-from pdm_assets.instance_config import (
+from pdm_assets.defs.instance_config import (
     HEADER,
     MAX_RETRIES,
     WAREHOUSE_POOL,
     ensure_instance_yaml,
 )
-from pdm_assets.jobs import TRAIN_JOB
-from pdm_assets.watchdog import RUN_WORKER_WATCHDOG, fail_dead_runs, process_alive
+from pdm_assets.defs.jobs import TRAIN_JOB
+from pdm_assets.defs.watchdog import RUN_WORKER_WATCHDOG, fail_dead_runs, process_alive
 
 
 def test_the_instance_the_project_writes_retries_monitors_and_has_one_writer(
@@ -121,7 +121,7 @@ def test_a_failure_a_retry_cannot_fix_is_not_retried_and_others_are(tmp_path: Pa
     from dagster._core.storage.tags import RUN_FAILURE_REASON_TAG
     from dagster._daemon.auto_run_reexecution.auto_run_reexecution import should_retry
 
-    from pdm_assets.retries import fail_without_retry
+    from pdm_assets.defs.retries import fail_without_retry
 
     ensure_instance_yaml(tmp_path)
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
@@ -162,7 +162,7 @@ def test_a_background_job_of_make_ui_gets_sigint_and_sigterm_back() -> None:
         [
             "sh",
             "-c",
-            f"'{python}' -m pdm_assets.default_signals '{python}' -c '{_HANDLERS}' & wait",
+            f"'{python}' -m pdm_assets.dev.default_signals '{python}' -c '{_HANDLERS}' & wait",
         ],
         capture_output=True,
         text=True,

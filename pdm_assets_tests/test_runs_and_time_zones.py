@@ -18,12 +18,12 @@ import dagster as dg
 import pytest
 from pyspark.sql import DataFrame
 
+from pdm_assets.adapters.warehouse.folder import LOCK_FILE, FolderWarehouse
+from pdm_assets.core.fleet import DEFAULT_FLEET_FILE
 from pdm_assets.definitions import build_definitions
-from pdm_assets.fleet import DEFAULT_FLEET_FILE
-from pdm_assets.jobs import INGEST_JOB
+from pdm_assets.defs.jobs import INGEST_JOB
 from pdm_assets.settings import Settings, load_settings
-from pdm_assets.simulator import FleetSpec, simulate, write_landing
-from pdm_assets.warehouse.folder import LOCK_FILE, Warehouse
+from pdm_assets.simulator.fleet_simulator import FleetSpec, simulate, write_landing
 from pdm_assets_tests import graph_runs
 from pdm_assets_tests.frames import assert_same_rows
 
@@ -64,7 +64,7 @@ class Home:
         )
 
     def dataset(self, spark, name: str) -> DataFrame:  # type: ignore[no-untyped-def]
-        return Warehouse(Path(self.settings.warehouse)).read_all(spark, name)
+        return FolderWarehouse(Path(self.settings.warehouse)).read_all(spark, name)
 
 
 @pytest.fixture
@@ -178,7 +178,7 @@ def test_two_runs_writing_the_same_partitions_at_once_take_turns(tmp_path: Path,
     # Both are green; each said it waited and that its rows replace the other's.
     for log in logs:
         assert "raw_telemetry: waited" in log.read_text()
-    warehouse = Warehouse(home / "warehouse")
+    warehouse = FolderWarehouse(home / "warehouse")
     telemetry = warehouse.dataset_path("raw_telemetry")
     assert [p.name for p in (telemetry / "_versions").iterdir() if p.name.startswith("_")] == []
     # Per day: the live version, and the one the other run's write replaced (kept an hour for
@@ -236,12 +236,12 @@ def test_ingest_and_scores_under_berlin_time_equal_the_utc_run(tmp_path: Path, s
     graph_runs.finish(berlin, berlin_log, timeout=600)
     names = ("raw_telemetry", "raw_failures", "machine_features", "failure_labels")
     for name in (*names, "machine_scores"):
-        utc_rows = Warehouse(utc_home / "warehouse").read_all(spark, name)
-        berlin_rows = Warehouse(berlin_home / "warehouse").read_all(spark, name)
+        utc_rows = FolderWarehouse(utc_home / "warehouse").read_all(spark, name)
+        berlin_rows = FolderWarehouse(berlin_home / "warehouse").read_all(spark, name)
         assert_same_rows(utc_rows, berlin_rows)
-    scores = Warehouse(berlin_home / "warehouse").read_all(spark, "machine_scores")
+    scores = FolderWarehouse(berlin_home / "warehouse").read_all(spark, "machine_scores")
     assert scores.count() == MACHINES * 3 * 2
     # Nothing was quarantined in either zone (a shifted window would move rows out of it).
     for home in (utc_home, berlin_home):
-        quarantine = Warehouse(home / "warehouse").read_all(spark, "quarantine_telemetry")
+        quarantine = FolderWarehouse(home / "warehouse").read_all(spark, "quarantine_telemetry")
         assert quarantine.count() == 0

@@ -14,11 +14,11 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from pdm_assets.adapters.warehouse import FolderWarehouse
+from pdm_assets.core.fleet import FLEETS_DIR, load_fleet
 from pdm_assets.definitions import build_definitions
-from pdm_assets.fleet import FLEETS_DIR, load_fleet
-from pdm_assets.jobs import INGEST_JOB, OUTCOMES_JOB, SCORE_JOB, TRAIN_JOB
+from pdm_assets.defs.jobs import INGEST_JOB, OUTCOMES_JOB, SCORE_JOB, TRAIN_JOB
 from pdm_assets.settings import Settings, load_settings
-from pdm_assets.warehouse import Warehouse
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +47,7 @@ class Run:
     results: dict[str, dg.ExecuteInProcessResult]
 
     def read(self, spark: SparkSession, name: str) -> DataFrame:
-        return Warehouse(Path(self.settings.warehouse)).read_all(spark, name)
+        return FolderWarehouse(Path(self.settings.warehouse)).read_all(spark, name)
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from pdm_assets import filesystem, simulator
-from pdm_assets.fleet import DEFAULT_FLEET, Fleet, parse_fleet
-from pdm_assets.landing import (
+from pdm_assets.core import filesystem
+from pdm_assets.core.fleet import DEFAULT_FLEET, Fleet, parse_fleet
+from pdm_assets.core.landing import (
     complete_days,
     complete_marker,
     day_dir,
@@ -31,7 +31,8 @@ from pdm_assets.landing import (
     table_path,
     write_day,
 )
-from pdm_assets.simulator import (
+from pdm_assets.simulator import fleet_simulator
+from pdm_assets.simulator.fleet_simulator import (
     HAZARD_BASE,
     MISSING_TELEMETRY_RATE,
     SENSOR_MEAN,
@@ -486,7 +487,7 @@ def test_minimal_shape_values_and_failures(minimal_landing: Path) -> None:
 
 def test_values_are_clipped_into_declared_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
     # A range only 2 sd wide: many raw readings fall outside it and must be clipped.
-    monkeypatch.setattr(simulator, "BOUNDED_RANGE_SDS", 2.0)
+    monkeypatch.setattr(fleet_simulator, "BOUNDED_RANGE_SDS", 2.0)
     telemetry = _concat(simulate(TINY, MINIMAL))["telemetry"]
     for name, low, high in (("temp", -40.0, 120.0), ("level", 0.0, 1.0)):
         values = telemetry[name]

@@ -10,14 +10,14 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from pdm_assets import landing
-from pdm_assets.fleet import DEFAULT_FLEET, parse_fleet
-from pdm_assets.landing import LandingError
-from pdm_assets.partitions import build_partitions
+from pdm_assets.adapters.sources import CsvFolderSource, LandingFolderSource, MissingSourceDataError
+from pdm_assets.core import landing
+from pdm_assets.core.fleet import DEFAULT_FLEET, parse_fleet
+from pdm_assets.core.landing import LandingError
+from pdm_assets.core.timewindow import Window
+from pdm_assets.defs.partitions import build_partitions
 from pdm_assets.settings import load_settings
-from pdm_assets.simulator import FleetSpec, simulate, write_landing
-from pdm_assets.sources import CsvFolderSource, LandingFolderSource, MissingSourceDataError
-from pdm_assets.timewindow import Window
+from pdm_assets.simulator.fleet_simulator import FleetSpec, simulate, write_landing
 
 FLEET = DEFAULT_FLEET
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pdm_assets import spark_server
-from pdm_assets.spark import LOCAL_DEFAULT_CONF
+from pdm_assets.adapters import spark_server
+from pdm_assets.adapters.spark import LOCAL_DEFAULT_CONF
 
 
 def test_the_server_listens_on_loopback_with_the_local_session_settings(tmp_path: Path) -> None:

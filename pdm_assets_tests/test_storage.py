@@ -16,17 +16,12 @@ import pytest
 from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
 from pyspark.sql import functions as F
 
-from pdm_assets.spark import SparkResource
-from pdm_assets.timewindow import Window
-from pdm_assets.warehouse import (
-    MissingDatasetError,
-    SparkParquetIOManager,
-    TableWarehouse,
-    Warehouse,
-    WarehouseResource,
-)
-from pdm_assets.warehouse.folder import RowsNotVisibleError, StaleInputError
-from pdm_assets.warehouse.store import ReadVersion
+from pdm_assets.adapters.spark import SparkResource
+from pdm_assets.adapters.warehouse import FolderWarehouse, MissingDatasetError, TableWarehouse
+from pdm_assets.adapters.warehouse.folder import RowsNotVisibleError, StaleInputError
+from pdm_assets.adapters.warehouse.protocol import ReadVersion
+from pdm_assets.core.timewindow import Window
+from pdm_assets.defs.io_manager import WarehouseIOManager, WarehouseReader
 
 
 def _frame(spark: SparkSession, rows: list[tuple[str, int]]) -> DataFrame:
@@ -43,7 +38,7 @@ JAN = Window.of_days(date(2015, 1, 1), date(2015, 1, 4))
 
 
 def test_partitions_are_written_per_day_and_read_back_by_window(spark, tmp_path: Path) -> None:
-    warehouse = Warehouse(tmp_path)
+    warehouse = FolderWarehouse(tmp_path)
     counts = warehouse.write_partitions(
         "t", _frame(spark, [("2015-01-01", 1), ("2015-01-01", 2), ("2015-01-03", 3)]), JAN
     )
@@ -61,7 +56,7 @@ def test_a_window_spread_over_many_spark_partitions_makes_one_file_per_day(
     # Every one of the 6 partitions holds rows of every day: without the regrouping each would
     # write a file per day.
     frame = _frame(spark, rows).repartition(6)
-    warehouse = Warehouse(tmp_path)
+    warehouse = FolderWarehouse(tmp_path)
     warehouse.write_partitions("t", frame, JAN)
     for day in ("2015-01-01", "2015-01-02", "2015-01-03"):
         files = list((tmp_path / "t" / f"date={day}").resolve().glob("*.parquet"))
@@ -70,7 +65,7 @@ def test_a_window_spread_over_many_spark_partitions_makes_one_file_per_day(
 
 
 def test_window_read_is_one_scan_of_the_windows_versions_only(spark, tmp_path: Path) -> None:
-    warehouse = Warehouse(tmp_path)
+    warehouse = FolderWarehouse(tmp_path)
     warehouse.write_partitions("t", _frame(spark, [("2015-01-01", 1), ("2015-01-03", 3)]), JAN)
     window = Window.of_days(date(2015, 1, 3), date(2015, 1, 4))
     frame = warehouse.read_window(spark, "t", window)
@@ -83,7 +78,7 @@ def test_window_read_is_one_scan_of_the_windows_versions_only(spark, tmp_path: P
 def test_a_read_started_before_a_swap_finishes_on_the_rows_it_started_with(
     spark, tmp_path: Path
 ) -> None:
-    warehouse = Warehouse(tmp_path)
+    warehouse = FolderWarehouse(tmp_path)
     day = Window.of_days(date(2015, 1, 1), date(2015, 1, 2))
     warehouse.write_partitions("t", _frame(spark, [("2015-01-01", 1)]), day)
     before = warehouse.read_window(spark, "t", day)  # planned, not yet run
@@ -94,7 +89,7 @@ def test_a_read_started_before_a_swap_finishes_on_the_rows_it_started_with(
 
 
 def test_rewriting_a_day_replaces_exactly_that_day(spark, tmp_path: Path) -> None:
-    warehouse = Warehouse(tmp_path)
+    warehouse = FolderWarehouse(tmp_path)
     warehouse.write_partitions("t", _frame(spark, [("2015-01-01", 1), ("2015-01-02", 2)]), JAN)
     second = Window.of_days(date(2015, 1, 2), date(2015, 1, 3))
     warehouse.write_partitions("t", _frame(spark, [("2015-01-02", 20), ("2015-01-02", 21)]), second)
@@ -115,13 +110,13 @@ def test_rewriting_a_day_replaces_exactly_that_day(spark, tmp_path: Path) -> Non
     warehouse.write_partitions("t", _frame(spark, [("2015-01-03", 3)]), day3)
     assert len(list(versions.iterdir())) == 1
     # Kept as configured, never under an hour.
-    assert Warehouse(tmp_path, keep_replaced_seconds=2 * 3600).keep_replaced_seconds == 7200
+    assert FolderWarehouse(tmp_path, keep_replaced_seconds=2 * 3600).keep_replaced_seconds == 7200
     with pytest.raises(ValueError, match="an hour at least"):
-        Warehouse(tmp_path, keep_replaced_seconds=60)
+        FolderWarehouse(tmp_path, keep_replaced_seconds=60)
 
 
 def test_a_write_failing_midway_leaves_the_old_partition_intact(spark, tmp_path: Path) -> None:
-    warehouse = Warehouse(tmp_path)
+    warehouse = FolderWarehouse(tmp_path)
     day = Window.of_days(date(2015, 1, 1), date(2015, 1, 2))
     warehouse.write_partitions("t", _frame(spark, [("2015-01-01", 1), ("2015-01-01", 2)]), day)
 
@@ -143,7 +138,7 @@ def test_a_write_failing_midway_leaves_the_old_partition_intact(spark, tmp_path:
 def _kill_after_swaps(monkeypatch: pytest.MonkeyPatch, allowed: int) -> None:
     """The next commit dies (as kill -9 would, with no cleanup) after `allowed` link swaps."""
     swaps = {"done": 0}
-    original = Warehouse._swap_link
+    original = FolderWarehouse._swap_link
 
     def swap_then_die(dataset_path: Path, name: str, version: Path) -> None:
         if swaps["done"] == allowed:
@@ -151,7 +146,7 @@ def _kill_after_swaps(monkeypatch: pytest.MonkeyPatch, allowed: int) -> None:
         swaps["done"] += 1
         original(dataset_path, name, version)
 
-    monkeypatch.setattr(Warehouse, "_swap_link", staticmethod(swap_then_die))
+    monkeypatch.setattr(FolderWarehouse, "_swap_link", staticmethod(swap_then_die))
 
 
 @pytest.mark.any_zone
@@ -160,7 +155,7 @@ def test_a_window_killed_between_its_days_is_finished_by_the_next_reader(
 ) -> None:
     """Finding 5 of issue 19: a window used to be committed day by day, so a kill between two
     swaps left it half new, half old. The commit's journal now lets the next reader finish it."""
-    warehouse = Warehouse(tmp_path)
+    warehouse = FolderWarehouse(tmp_path)
     two_days = Window.of_days(date(2015, 1, 1), date(2015, 1, 3))
     warehouse.write_partitions("t", _frame(spark, [("2015-01-01", 1), ("2015-01-02", 2)]), two_days)
     _kill_after_swaps(monkeypatch, allowed=1)
@@ -179,7 +174,7 @@ def test_a_window_killed_between_its_days_is_finished_by_the_next_reader(
     }
     assert on_disk == {"date=2015-01-01": [10], "date=2015-01-02": [2]}
     assert len(list((tmp_path / "_commits").glob("*.json"))) == 1
-    with caplog.at_level(logging.WARNING, logger="pdm_assets.warehouse.folder"):
+    with caplog.at_level(logging.WARNING, logger="pdm_assets.adapters.warehouse.folder"):
         assert _values(warehouse.read_window(spark, "t", two_days)) == [
             ("2015-01-01", 10),
             ("2015-01-02", 20),
@@ -194,7 +189,7 @@ def test_a_step_killed_before_its_commit_leaves_every_output_as_it_was(
 ) -> None:
     """A raw table and its quarantine are staged one after the other, then committed in one go:
     if the step dies after staging the first, readers still see both from the earlier run."""
-    warehouse = Warehouse(tmp_path)
+    warehouse = FolderWarehouse(tmp_path)
     day = Window.of_days(date(2015, 1, 1), date(2015, 1, 2))
     warehouse.write_partitions("raw", _frame(spark, [("2015-01-01", 1)]), day)
     warehouse.write_partitions("quarantine", _frame(spark, [("2015-01-01", 100)]), day)
@@ -214,7 +209,7 @@ def test_a_step_whose_input_was_replaced_meanwhile_commits_nothing(spark, tmp_pa
     """Finding 4 of issue 19, for runs launched around the queue: a step that read an input,
     computed, and then found the input replaced by another run must not overwrite the rows that
     run computed from the newer input."""
-    warehouse = Warehouse(tmp_path)
+    warehouse = FolderWarehouse(tmp_path)
     day = Window.of_days(date(2015, 1, 1), date(2015, 1, 2))
     warehouse.write_partitions("features", _frame(spark, [("2015-01-01", 1)]), day)
     warehouse.write_partitions("scores", _frame(spark, [("2015-01-01", 10)]), day)
@@ -243,7 +238,7 @@ def test_a_step_whose_input_was_replaced_meanwhile_commits_nothing(spark, tmp_pa
 
 
 def test_rows_outside_the_window_are_refused_not_dropped(spark, tmp_path: Path) -> None:
-    warehouse = Warehouse(tmp_path)
+    warehouse = FolderWarehouse(tmp_path)
     day = Window.of_days(date(2015, 1, 1), date(2015, 1, 2))
     with pytest.raises(ValueError, match="outside the partition window"):
         warehouse.write_partitions("t", _frame(spark, [("2015-01-05", 1)]), day)
@@ -256,7 +251,7 @@ def test_rows_written_where_the_driver_cannot_see_them_fail_and_commit_nothing(
     """Finding 6 of issue 19: executors on other hosts writing a local path the driver does not
     share leave staging without `date=` folders, which used to commit as empty days. Here the
     "other hosts" are another folder: every write lands beside the path it was given."""
-    warehouse = Warehouse(tmp_path / "warehouse")
+    warehouse = FolderWarehouse(tmp_path / "warehouse")
     warehouse.write_partitions("t", _frame(spark, [("2015-01-01", 1)]), JAN)
     real_parquet = DataFrameWriter.parquet
 
@@ -274,12 +269,12 @@ def test_rows_written_where_the_driver_cannot_see_them_fail_and_commit_nothing(
 @pytest.mark.any_zone
 def test_reading_a_dataset_never_written_names_it(spark, tmp_path: Path) -> None:
     with pytest.raises(MissingDatasetError, match="'nothing'"):
-        Warehouse(tmp_path).read_window(spark, "nothing", JAN)
+        FolderWarehouse(tmp_path).read_window(spark, "nothing", JAN)
 
 
 @pytest.mark.any_zone
 def test_unpartitioned_tables_are_replaced_whole(spark, tmp_path: Path) -> None:
-    warehouse = Warehouse(tmp_path)
+    warehouse = FolderWarehouse(tmp_path)
     assert warehouse.write_table("m", spark.createDataFrame([(1,), (2,)], "x int")) == 2
     assert warehouse.write_table("m", spark.createDataFrame([(3,)], "x int")) == 1
     assert [row["x"] for row in warehouse.read_table(spark, "m").collect()] == [3]
@@ -310,7 +305,7 @@ def _age_unlinked(dataset: Path, hours: float) -> None:
 
 @pytest.mark.any_zone
 def test_what_a_killed_writer_left_is_swept_at_the_next_write(spark, tmp_path: Path) -> None:
-    warehouse = Warehouse(tmp_path, keep_replaced_seconds=3600)
+    warehouse = FolderWarehouse(tmp_path, keep_replaced_seconds=3600)
     two_days = Window.of_days(date(2015, 1, 1), date(2015, 1, 3))
     warehouse.write_partitions("t", _frame(spark, [("2015-01-01", 1), ("2015-01-02", 2)]), two_days)
     dataset = tmp_path / "t"
@@ -344,7 +339,7 @@ def test_what_a_killed_writer_left_is_swept_at_the_next_write(spark, tmp_path: P
 def test_writers_of_one_dataset_take_turns_and_the_waiting_one_says_so(
     spark, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    warehouse = Warehouse(tmp_path)
+    warehouse = FolderWarehouse(tmp_path)
     day = Window.of_days(date(2015, 1, 1), date(2015, 1, 2))
     holding, released = threading.Event(), threading.Event()
 
@@ -357,7 +352,7 @@ def test_writers_of_one_dataset_take_turns_and_the_waiting_one_says_so(
     thread = threading.Thread(target=other_writer)
     thread.start()
     assert holding.wait(10)
-    with caplog.at_level(logging.WARNING, logger="pdm_assets.warehouse.folder"):
+    with caplog.at_level(logging.WARNING, logger="pdm_assets.adapters.warehouse.folder"):
         warehouse.write_partitions("t", _frame(spark, [("2015-01-01", 5)]), day)
     # The write could only start after the other writer let go.
     assert released.is_set()
@@ -481,7 +476,7 @@ def test_two_parquet_uri_writers_of_one_window_take_turns_and_leave_no_duplicate
         except BaseException as error:
             errors.append(error)
 
-    with caplog.at_level(logging.WARNING, logger="pdm_assets.warehouse.tables"):
+    with caplog.at_level(logging.WARNING, logger="pdm_assets.adapters.warehouse.tables"):
         writers = [threading.Thread(target=writer, args=(value,)) for value in (1, 2)]
         for thread in writers:
             thread.start()
@@ -526,15 +521,15 @@ def _two_output_step(fail_between: bool) -> dg.AssetsDefinition:
 def test_the_io_manager_commits_a_steps_outputs_together(spark, tmp_path: Path) -> None:
     """Through Dagster: the quarantine a step yields first becomes visible only with the raw
     table it yields second; a step that fails between them changes neither."""
-    warehouse = Warehouse(tmp_path)
+    warehouse = FolderWarehouse(tmp_path)
     day = Window.of_days(date(2015, 1, 1), date(2015, 1, 2))
     warehouse.write_partitions("raw", _frame(spark, [("2015-01-01", 1)]), day)
     warehouse.write_partitions("quarantine", _frame(spark, [("2015-01-01", 100)]), day)
     local = SparkResource(master="local[2]")
     resources = {
         "spark": local,
-        "warehouse_io_manager": SparkParquetIOManager(
-            warehouse_resource=WarehouseResource(root=str(tmp_path)), spark=local
+        "warehouse_io_manager": WarehouseIOManager(
+            warehouse_resource=WarehouseReader(root=str(tmp_path)), spark=local
         ),
     }
     failed = dg.materialize(
@@ -561,7 +556,7 @@ def test_the_io_manager_refuses_outputs_computed_from_replaced_inputs(
 ) -> None:
     """A step whose input another run replaced while it computed fails and writes nothing; run
     again, it reads the new input."""
-    warehouse = Warehouse(tmp_path)
+    warehouse = FolderWarehouse(tmp_path)
     day = Window.of_days(date(2015, 1, 1), date(2015, 1, 2))
     daily = dg.DailyPartitionsDefinition(start_date="2015-01-01", end_date="2015-01-03")
     warehouse.write_partitions("features", _frame(spark, [("2015-01-01", 1)]), day)
@@ -579,8 +574,8 @@ def test_the_io_manager_refuses_outputs_computed_from_replaced_inputs(
 
     local = SparkResource(master="local[2]")
     resources = {
-        "warehouse_io_manager": SparkParquetIOManager(
-            warehouse_resource=WarehouseResource(root=str(tmp_path)), spark=local
+        "warehouse_io_manager": WarehouseIOManager(
+            warehouse_resource=WarehouseReader(root=str(tmp_path)), spark=local
         )
     }
     stale = dg.materialize(

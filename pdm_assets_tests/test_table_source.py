@@ -15,9 +15,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from pdm_assets.fleet import Fleet, parse_fleet
-from pdm_assets.raw_text import SourceFormatError, raw_schema
-from pdm_assets.table_source import (
+from pdm_assets.adapters.table_source import (
     TableEntry,
     TableSettingError,
     TableSource,
@@ -25,8 +23,10 @@ from pdm_assets.table_source import (
     parse_tables,
     tables_json,
 )
-from pdm_assets.timewindow import Window, from_spark
-from pdm_assets.validation import validate_events
+from pdm_assets.core.csv_lines import SourceFormatError, raw_schema
+from pdm_assets.core.fleet import Fleet, parse_fleet
+from pdm_assets.core.timewindow import Window, from_spark
+from pdm_assets.core.validation import validate_events
 
 TINY_FLEET = """
 name = "tiny"

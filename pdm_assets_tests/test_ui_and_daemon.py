@@ -22,10 +22,10 @@ import dagster as dg
 import pytest
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
-from pdm_assets import spark_server
+from pdm_assets.adapters import spark_server
 from pdm_assets.definitions import build_definitions
-from pdm_assets.instance_config import ensure_instance_yaml
-from pdm_assets.jobs import INGEST_JOB, TRAIN_JOB
+from pdm_assets.defs.instance_config import ensure_instance_yaml
+from pdm_assets.defs.jobs import INGEST_JOB, TRAIN_JOB
 from pdm_assets.settings import load_settings
 from pdm_assets_tests.browser import CHROMIUM, open_page
 from pdm_assets_tests.paths import REPO_ROOT, free_port
@@ -239,7 +239,7 @@ def test_a_dropped_day_is_scored_by_a_sensor_launched_run(server: Server) -> Non
         [
             sys.executable,
             "-m",
-            "pdm_assets.simulator",
+            "pdm_assets.simulator.fleet_simulator",
             "--landing",
             str(server.home / "landing"),
             "--machines",

@@ -20,10 +20,10 @@ import mlflow
 import pytest
 from pyspark.sql import SparkSession
 
-from pdm_assets.jobs import SCORE_JOB, TRAIN_JOB
-from pdm_assets.registry import CHAMPION_ALIAS, CUTOFF_TAG, GATE_TAG
-from pdm_assets.timewindow import Window
-from pdm_assets.warehouse import TableWarehouse
+from pdm_assets.adapters.mlflow_registry import CHAMPION_ALIAS, CUTOFF_TAG, GATE_TAG
+from pdm_assets.adapters.warehouse import TableWarehouse
+from pdm_assets.core.timewindow import Window
+from pdm_assets.defs.jobs import SCORE_JOB, TRAIN_JOB
 from pdm_assets_tests import graph_runs
 from pdm_assets_tests.fake_databricks import FakeDatabricks, driver_environment
 

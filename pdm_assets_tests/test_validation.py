@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
-from pdm_assets.fleet import DEFAULT_FLEET, DEFAULT_FLEET_FILE, parse_fleet
-from pdm_assets.raw_text import SourceFormatError, column_positions, read_rows
-from pdm_assets.timewindow import Window, from_spark, midnight
-from pdm_assets.validation import unknown_machine, validate_events, validate_machines
+from pdm_assets.core.csv_lines import SourceFormatError, column_positions, read_rows
+from pdm_assets.core.fleet import DEFAULT_FLEET, DEFAULT_FLEET_FILE, parse_fleet
+from pdm_assets.core.timewindow import Window, from_spark, midnight
+from pdm_assets.core.validation import unknown_machine, validate_events, validate_machines
 
 DEFAULT_FLEET_TOML = Path(DEFAULT_FLEET_FILE).read_text()
 DAY = Window.of_days(date(2015, 1, 2), date(2015, 1, 3))

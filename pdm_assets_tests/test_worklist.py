@@ -7,9 +7,9 @@ from datetime import date
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
-from pdm_assets import feedback, monitoring, worklist
-from pdm_assets.explain import REASONS_TYPE
-from pdm_assets.timewindow import from_spark
+from pdm_assets.core import feedback, monitoring, worklist
+from pdm_assets.core.explain import REASONS_TYPE
+from pdm_assets.core.timewindow import from_spark
 from pdm_assets_tests.frames import hour
 
 DAY = date(2015, 1, 3)

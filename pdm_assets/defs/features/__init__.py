@@ -1,0 +1,1 @@
+"""The features group: daily machine features and failure labels."""

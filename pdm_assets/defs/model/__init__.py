@@ -1,0 +1,1 @@
+"""The model group: the monthly classifier, its alert policy and its registration."""

@@ -1,0 +1,1 @@
+"""The monitoring group: realised outcomes of past alerts, and drift."""

@@ -1,0 +1,1 @@
+"""The raw group: the landed tables, validated into raw rows and quarantine."""

@@ -1,0 +1,1 @@
+"""The scoring group: daily scores of every machine and the maintenance worklist."""
