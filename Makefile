@@ -29,12 +29,12 @@ postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || $(SUDO) apt-get install -y --no-install-recommends postgresql \
 		|| { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends postgresql; }
 
-# The layer contracts (pyproject.toml's [tool.importlinter]) and dg's load of the definitions.
+# lint-imports holds the layers to pyproject.toml's [tool.importlinter] contracts (`dg check
+# defs` runs as a test, beside the others: pdm_assets_tests/assets/test_definitions.py).
 lint: install
 	$(BIN)/ruff check pdm_assets pdm_assets_tests benchmarks
 	$(BIN)/ruff format --check pdm_assets pdm_assets_tests benchmarks
 	$(BIN)/lint-imports
-	$(BIN)/dg check defs
 
 typecheck: install
 	$(BIN)/mypy
@@ -43,7 +43,7 @@ typecheck: install
 # files spend much of their time waiting on servers, daemons and subprocesses. Three were no
 # faster from a fresh clone (27 min 54 s of pytest against 28 min 02 s; every test slower).
 # The time-window tests also run again under America/New_York, as one test of the suite
-# (pdm_assets_tests/test_other_time_zone.py).
+# (pdm_assets_tests/integration/test_other_time_zone.py).
 pytest: install
 	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=12
 

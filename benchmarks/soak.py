@@ -64,9 +64,9 @@ from pdm_assets.defs.jobs import INGEST_JOB, SCORE_JOB, TRAIN_JOB
 from pdm_assets.defs.watchdog import worker_pid
 from pdm_assets.settings import load_settings
 from pdm_assets.simulator.fleet_simulator import FleetSpec, SimulatedFleet, simulate, write_landing
-from pdm_assets_tests.graph_runs import SMALL_MODEL
-from pdm_assets_tests.paths import REPO_ROOT, free_port
-from pdm_assets_tests.postgres import local_postgres
+from pdm_assets_tests.support.models import model_run_config
+from pdm_assets_tests.support.paths import REPO_ROOT, free_port
+from pdm_assets_tests.support.postgres import local_postgres
 
 START = date(2015, 1, 1)
 CUTOFF = date(2015, 2, 1)
@@ -148,7 +148,7 @@ def prepare(env: dict[str, str], fleet: SimulatedFleet, landing_dir: Path) -> No
             inst,
             TRAIN_JOB,
             partition_key=CUTOFF.isoformat(),
-            run_config={"ops": {"failure_model": {"config": SMALL_MODEL}}},
+            run_config=model_run_config(),
         )
 
 

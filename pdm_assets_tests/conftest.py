@@ -9,6 +9,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from pdm_assets.adapters.spark import SparkResource
+from pdm_assets_tests.support.environment import use_settings
 
 
 @pytest.fixture(scope="session")
@@ -22,32 +23,23 @@ def spark() -> Iterator[SparkSession]:
 def pdm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A project home in a temp folder, with every PDM_* setting pointing into it."""
     home = tmp_path / "home"
-    monkeypatch.setenv("PDM_HOME", str(home))
+    use_settings(monkeypatch, home)
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
     (home / "dagster").mkdir(parents=True)
     (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    for name in ("PDM_DATA_SOURCE", "PDM_CSV_DIR", "PDM_MLFLOW_TRACKING_URI", "PDM_ENV"):
-        monkeypatch.delenv(name, raising=False)
     return home
 
 
-# The longest files first (make test passes --no-loadscope-reorder, or xdist would hand files
-# out by their number of tests): on the workers the last file to start is then a short one,
-# not the standalone cluster or the daemon (measured with --durations).
-LONGEST_FIRST = (
-    "test_runs_and_time_zones.py",
-    "test_ui_and_daemon.py",
-    "test_cluster.py",
-    "test_assets.py",
-    "test_unity_catalog.py",
-    "test_databricks.py",
-    "test_demo.py",
-    "test_other_time_zone.py",
-    "test_public_sample.py",
-)
+# The slow group first, then the assets, then the unit tests (make test passes
+# --no-loadscope-reorder, or xdist would hand files out by their number of tests): the last files
+# the two workers start are then short ones, not the standalone cluster or the daemon.
+LAYER_ORDER = ("integration", "assets", "unit")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
-    # A stable sort: the tests of a file keep their order.
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+    def rank(item: pytest.Item) -> int:
+        layer = item.path.parent.name
+        return LAYER_ORDER.index(layer) if layer in LAYER_ORDER else len(LAYER_ORDER)
+
+    # A stable sort: the files of a layer and the tests of a file keep their order.
+    items.sort(key=rank)

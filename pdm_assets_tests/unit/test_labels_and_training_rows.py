@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 from pdm_assets.core import labels, training
 from pdm_assets.core.fleet import DEFAULT_FLEET
 from pdm_assets.core.timewindow import from_spark
-from pdm_assets_tests.frames import components, hour, observations
+from pdm_assets_tests.support.frames import components, hour, observations
 
 H = 168
 T = 48

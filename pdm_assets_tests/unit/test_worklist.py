@@ -10,7 +10,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pdm_assets.core import feedback, monitoring, worklist
 from pdm_assets.core.explain import REASONS_TYPE
 from pdm_assets.core.timewindow import from_spark
-from pdm_assets_tests.frames import hour
+from pdm_assets_tests.support.frames import hour
 
 DAY = date(2015, 1, 3)
 SCORE_SCHEMA = (

@@ -15,6 +15,7 @@ from pdm_assets.definitions import build_definitions
 from pdm_assets.defs.jobs import INGEST_JOB
 from pdm_assets.settings import load_settings
 from pdm_assets.simulator.fleet_simulator import FleetSpec, simulate, write_landing
+from pdm_assets_tests.support.environment import range_tags
 
 pytestmark = pytest.mark.slow
 
@@ -37,10 +38,7 @@ def test_an_ingest_reads_a_producers_landing_folder_and_leaves_it_byte_for_byte(
     defs = build_definitions(settings)
     job = defs.resolve_job_def(INGEST_JOB)
     with dg.DagsterInstance.ephemeral() as instance:
-        tags = {
-            "dagster/asset_partition_range_start": "2015-01-01",
-            "dagster/asset_partition_range_end": "2015-01-03",
-        }
+        tags = range_tags("2015-01-01", "2015-01-03")
         assert job.execute_in_process(instance=instance, tags=tags).success
         # Day 4 has not landed: the run fails naming it, and nothing is simulated for it.
         missing = job.execute_in_process(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 # The public sample, shipped with the tests (its source and licence in the README beside it).
 SAMPLE_DIR = REPO_ROOT / "pdm_assets_tests" / "data" / "azure-pdm-sample"
 # Dagster instance settings for a test home: no telemetry is sent from a test run.

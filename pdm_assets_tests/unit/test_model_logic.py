@@ -12,14 +12,13 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import Window as SparkWindow
-from pyspark.sql import functions as F
 
 from pdm_assets.core import decision, scoring, training
 from pdm_assets.core.fleet import DEFAULT_FLEET
 from pdm_assets.core.timewindow import Window, from_spark
 from pdm_assets.defs.model.config import ModelConfig
-from pdm_assets_tests.frames import hour
+from pdm_assets_tests.support.frames import hour
+from pdm_assets_tests.support.learnable import labelled_history, learnable_rows
 
 # The model's defaults, from the one place that holds them.
 DEFAULT_PARAMS = ModelConfig().params()
@@ -260,25 +259,11 @@ def test_months_of_a_window_split_at_month_starts() -> None:
     ]
 
 
-def _learnable_rows(spark: SparkSession) -> DataFrame:
-    """80 rows: class k (0..4) where volt_mean_24h is 100 k; every other feature 1."""
-    rows = []
-    for index in range(80):
-        label = index % 5
-        values = {name: 1.0 for name in DEFAULT_FLEET.numeric_features}
-        values["volt_mean_24h"] = 100.0 * label
-        rows.append((label, "model1", *values.values()))
-    frame = spark.createDataFrame(
-        rows, ["label", *DEFAULT_FLEET.categorical_features, *DEFAULT_FLEET.numeric_features]
-    )
-    return frame.withColumn("age", F.col("age").cast("int"))
-
-
 @pytest.mark.parametrize("classifier", ["random_forest", "gbt_one_vs_rest"])
 def test_both_learners_give_five_probabilities_that_sum_to_one(
     spark: SparkSession, classifier: training.Classifier
 ) -> None:
-    rows = _learnable_rows(spark)
+    rows = learnable_rows(spark)
     params = replace(
         DEFAULT_PARAMS,
         classifier=classifier,
@@ -417,29 +402,10 @@ def test_the_gate_judges_only_components_with_enough_failures_on_both_sides() ->
     assert not training.quality_gate(metrics, 5.0).passed
 
 
-def _labelled_history(spark: SparkSession) -> DataFrame:
-    """The learnable rows of four machines, one every three days over 60 days before
-    2015-03-01, with the columns of training rows (a failure 24 h after each failing row)."""
-    rows = _learnable_rows(spark).withColumn("_index", F.monotonically_increasing_id())
-    ordered = rows.withColumn("_n", F.row_number().over(SparkWindow.orderBy("_index")) - 1)
-    return (
-        ordered.withColumn("machine_id", (F.col("_n") % 4 + 1).cast("int"))
-        .withColumn(
-            "datetime",
-            F.timestamp_seconds(
-                F.lit(int(hour(0).timestamp())) + F.floor(F.col("_n") / 4) * F.lit(3 * 86400)
-            ),
-        )
-        .withColumn("hours_to_failure", F.when(F.col("label") > 0, F.lit(24.0)))
-        .withColumn("censored", F.lit(False))
-        .drop("_index", "_n")
-    )
-
-
 def test_a_thin_validation_window_is_replaced_by_fits_that_never_saw_the_machine(
     spark: SparkSession,
 ) -> None:
-    rows = _labelled_history(spark).cache()
+    rows = labelled_history(spark).cache()
     params = replace(DEFAULT_PARAMS, num_trees=3, min_instances_per_node=1, max_depth=3)
     scored = training.cross_fitted(rows, params, 2, DEFAULT_FLEET)
     # Every row once, each scored by the fit on the other fold's machines.

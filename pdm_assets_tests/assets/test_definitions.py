@@ -15,7 +15,7 @@ from pdm_assets.adapters.spark import JavaNotFoundError, ensure_java, find_java
 from pdm_assets.definitions import build_definitions
 from pdm_assets.defs.resources import RESOURCES_BY_ENVIRONMENT
 from pdm_assets.settings import ENVIRONMENTS, load_settings
-from pdm_assets_tests.paths import REPO_ROOT, SAMPLE_DIR
+from pdm_assets_tests.support.paths import REPO_ROOT, SAMPLE_DIR
 
 EXPECTED_ASSETS = {
     "raw_machines",
@@ -255,3 +255,23 @@ def test_the_spark_settings_never_show_in_what_the_ui_serves(
     # The runs still get the settings: the resource reads the variable when it starts.
     started = defs.resources["spark"].process_config_and_initialize()
     assert parse_spark_conf(started.conf_json) == {"spark.hadoop.fs.s3a.secret.key": "s3cr3t-v4lue"}
+
+
+def test_dg_lists_and_checks_the_definitions_beside_the_workspace_file(pdm_home: Path) -> None:
+    """`dg check defs` and `dg list defs` read [tool.dg] (pyproject.toml): the same entry point
+    as workspace.yaml, built from the settings when the code location loads."""
+    dg_cli = Path(sys.executable).with_name("dg")
+    checked = subprocess.run(
+        [str(dg_cli), "check", "defs"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr[-3000:]
+    assert "All definitions loaded successfully." in checked.stdout
+    listed = subprocess.run(
+        [str(dg_cli), "list", "defs", "--json"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    assert "machine_scores" in listed.stdout and "landing_sensor" in listed.stdout

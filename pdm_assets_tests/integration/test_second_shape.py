@@ -19,26 +19,14 @@ from pdm_assets.core.fleet import FLEETS_DIR, load_fleet
 from pdm_assets.definitions import build_definitions
 from pdm_assets.defs.jobs import INGEST_JOB, OUTCOMES_JOB, SCORE_JOB, TRAIN_JOB
 from pdm_assets.settings import Settings, load_settings
+from pdm_assets_tests.support.environment import range_tags, use_settings
+from pdm_assets_tests.support.models import SMALL_MODEL
 
 pytestmark = pytest.mark.slow
 
 ENGINES = load_fleet(FLEETS_DIR / "engines.toml")
 MACHINES = 12
 DAYS = 40  # 2015-01-01 .. 2015-02-09
-SMALL_MODEL = {
-    "num_trees": 5,
-    "max_depth": 6,
-    "validation_days": 7,
-    "min_pr_auc_lift": 0.0,
-    "cross_fit_folds": 2,  # the cross-fitted path of a small fleet, at a test's cost
-}
-
-
-def _range(first: str, last: str) -> dict[str, str]:
-    return {
-        "dagster/asset_partition_range_start": first,
-        "dagster/asset_partition_range_end": last,
-    }
 
 
 @dataclass
@@ -54,16 +42,14 @@ class Run:
 def engines(tmp_path_factory: pytest.TempPathFactory, spark: SparkSession) -> Iterator[Run]:
     home = tmp_path_factory.mktemp("engines-home")
     patch = pytest.MonkeyPatch()
-    for name in ("PDM_DATA_SOURCE", "PDM_CSV_DIR", "PDM_MLFLOW_TRACKING_URI", "PDM_ENV"):
-        patch.delenv(name, raising=False)
-    for name, value in {
-        "PDM_HOME": str(home),
-        "PDM_FLEET": str(FLEETS_DIR / "engines.toml"),
-        "PDM_SIM_MACHINES": str(MACHINES),
-        "PDM_SIM_DAYS": str(DAYS),
-        "PDM_PARTITIONS_END": "2015-02-10",
-    }.items():
-        patch.setenv(name, value)
+    use_settings(
+        patch,
+        home,
+        PDM_FLEET=str(FLEETS_DIR / "engines.toml"),
+        PDM_SIM_MACHINES=str(MACHINES),
+        PDM_SIM_DAYS=str(DAYS),
+        PDM_PARTITIONS_END="2015-02-10",
+    )
     settings = load_settings()
     defs = build_definitions(settings)
     results = {}
@@ -77,13 +63,13 @@ def engines(tmp_path_factory: pytest.TempPathFactory, spark: SparkSession) -> It
             assert result.success, job
             return result
 
-        results["ingest"] = run(INGEST_JOB, tags=_range("2015-01-01", "2015-02-09"))
+        results["ingest"] = run(INGEST_JOB, tags=range_tags("2015-01-01", "2015-02-09"))
         results["train"] = run(
             TRAIN_JOB,
             partition_key="2015-02-01",
             run_config={"ops": {"failure_model": {"config": SMALL_MODEL}}},
         )
-        results["score"] = run(SCORE_JOB, tags=_range("2015-02-01", "2015-02-07"))
+        results["score"] = run(SCORE_JOB, tags=range_tags("2015-02-01", "2015-02-07"))
         results["outcomes"] = run(OUTCOMES_JOB, partition_key="2015-02-03")
         yield Run(settings, results)
     patch.undo()

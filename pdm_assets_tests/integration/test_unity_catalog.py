@@ -24,8 +24,10 @@ from pdm_assets.adapters.mlflow_registry import CHAMPION_ALIAS, CUTOFF_TAG, GATE
 from pdm_assets.adapters.warehouse import TableWarehouse
 from pdm_assets.core.timewindow import Window
 from pdm_assets.defs.jobs import SCORE_JOB, TRAIN_JOB
-from pdm_assets_tests import graph_runs
-from pdm_assets_tests.fake_databricks import FakeDatabricks, driver_environment
+from pdm_assets_tests.support import graph_runs
+from pdm_assets_tests.support.environment import use_settings
+from pdm_assets_tests.support.fake_databricks import FakeDatabricks, driver_environment
+from pdm_assets_tests.support.models import SMALL_MODEL
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +35,7 @@ TOKEN = "dapi-fake-unity-0123456789"
 MODEL = "main.pdm.component_failure"
 SCORED = "2015-02-02"
 # The registry and the staging are under test, not the cuts: no cross-fitting (its extra fits).
-QUICK_MODEL = {**graph_runs.SMALL_MODEL, "min_validation_failures": 0}
+QUICK_MODEL = {**SMALL_MODEL, "min_validation_failures": 0}
 
 
 def _run(instance: dg.DagsterInstance, job: str, **kwargs: object) -> dg.ExecutionResult:
@@ -98,20 +100,19 @@ def test_unity_catalog_registry_and_volume_staging_train_and_score_on_the_cluste
         graph_runs.run_here(settings, ["ingest:2015-01-01:2015-02-02"])
 
         volume = fake.create_volume("main", "pdm", "staging")
-        for name, value in {
-            **settings,
-            "PDM_ENV": "databricks",
-            "DAGSTER_HOME": str(home / "dagster"),
-            "PDM_DATABRICKS_CLUSTER_ID": "0123-fake",
-            "PDM_DATABRICKS_STORAGE": "none",
-            "PDM_DATABRICKS_STAGING_PREFIX": f"{volume}/dagster",
-            "PDM_DATABRICKS_POLL_SECONDS": "0.5",
-            "PDM_DATABRICKS_TIMEOUT_SECONDS": "600",
-            "PDM_DATABRICKS_HOME": str(tmp_path / "cluster-home"),
-        }.items():
-            monkeypatch.setenv(name, value)
-        for name in ("PDM_DATA_SOURCE", "PDM_CSV_DIR", "PDM_SPARK_MASTER"):
-            monkeypatch.delenv(name, raising=False)
+        use_settings(
+            monkeypatch,
+            home,
+            **{name: value for name, value in settings.items() if name != "PDM_HOME"},
+            PDM_ENV="databricks",
+            PDM_DATABRICKS_CLUSTER_ID="0123-fake",
+            PDM_DATABRICKS_STORAGE="none",
+            PDM_DATABRICKS_STAGING_PREFIX=f"{volume}/dagster",
+            PDM_DATABRICKS_POLL_SECONDS="0.5",
+            PDM_DATABRICKS_TIMEOUT_SECONDS="600",
+            PDM_DATABRICKS_HOME=str(tmp_path / "cluster-home"),
+        )
+        monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
         (home / "dagster").mkdir(parents=True, exist_ok=True)
         with (
             dg.instance_for_test(temp_dir=str(home / "dagster")) as instance,

@@ -14,7 +14,8 @@ from pdm_assets.core.validation import AFTER_LAST_PARTITION
 from pdm_assets.definitions import build_definitions
 from pdm_assets.defs.jobs import INGEST_JOB, SCORE_JOB, TRAIN_JOB
 from pdm_assets.settings import Settings, load_settings
-from pdm_assets_tests.paths import SAMPLE_DIR
+from pdm_assets_tests.support.environment import range_tags
+from pdm_assets_tests.support.paths import SAMPLE_DIR
 
 pytestmark = pytest.mark.slow
 
@@ -58,20 +59,14 @@ def sample(tmp_path_factory: pytest.TempPathFactory, spark) -> Iterator[SampleRu
         results = {
             "ingest": run(
                 INGEST_JOB,
-                tags={
-                    "dagster/asset_partition_range_start": "2015-01-01",
-                    "dagster/asset_partition_range_end": "2015-03-31",
-                },
+                tags=range_tags("2015-01-01", "2015-03-31"),
             ),
             # The defaults: ten machines are too few to judge the model (the gate warns) and their
             # cuts are cross-fitted and budgeted (docs/model.md).
             "train": run(TRAIN_JOB, partition_key="2015-03-01"),
             "score": run(
                 SCORE_JOB,
-                tags={
-                    "dagster/asset_partition_range_start": "2015-03-01",
-                    "dagster/asset_partition_range_end": "2015-03-31",
-                },
+                tags=range_tags("2015-03-01", "2015-03-31"),
             ),
         }
         yield SampleRun(settings, instance, results)

@@ -33,7 +33,7 @@ from pdm_assets.adapters.warehouse import TableWarehouse
 from pdm_assets.core.timewindow import Window
 from pdm_assets.defs.jobs import INGEST_JOB
 from pdm_assets.settings import load_databricks_settings
-from pdm_assets_tests.fake_databricks import FakeDatabricks, driver_environment
+from pdm_assets_tests.support.fake_databricks import FakeDatabricks, driver_environment
 
 TOKEN = "dapi-fake-0123456789abcdef"
 CLUSTER = "0123-fake"

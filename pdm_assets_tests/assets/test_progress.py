@@ -6,6 +6,7 @@ import re
 import dagster as dg
 
 from pdm_assets.dev.progress import Progress
+from pdm_assets_tests.support.environment import range_tags
 
 
 @dg.asset
@@ -54,10 +55,7 @@ def test_a_range_run_counts_the_window_once_with_its_partitions() -> None:
     job = dg.define_asset_job("daily_job", selection=[daily_readings], partitions_def=DAYS)
     defs = dg.Definitions(assets=[daily_readings], jobs=[job])
     resolved = defs.resolve_job_def("daily_job").with_logger_defs({"progress": progress.logger()})
-    tags = {
-        "dagster/asset_partition_range_start": "2015-01-02",
-        "dagster/asset_partition_range_end": "2015-01-04",
-    }
+    tags = range_tags("2015-01-02", "2015-01-04")
     result = resolved.execute_in_process(run_config={"loggers": {"progress": {}}}, tags=tags)
     assert result.success
     last = re.sub(r"\d+\.\d s", "X s", out.getvalue().splitlines()[-1])

@@ -12,7 +12,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pdm_assets.core import features, labels
 from pdm_assets.core.fleet import Fleet, parse_fleet
 from pdm_assets.core.timewindow import Window, from_spark
-from pdm_assets_tests.frames import ORIGIN, components, errors, hour, observations
+from pdm_assets_tests.support.frames import ORIGIN, components, errors, hour, observations
 
 # One component, two sensors, 2 h observations, windows of 2 and 4 h, a 2 h horizon; no error
 # log, no maintenance log, no machine attributes.

@@ -5,7 +5,8 @@ a run against a standalone master or under another `TZ` needs a fresh interprete
 `python -c`: pyspark's Spark Connect import mistakes a `-c` main module for a doctest run and
 exits.
 
-    python -m pdm_assets_tests.graph_runs steps ingest:FIRST:LAST train:CUTOFF score:FIRST:LAST
+    python -m pdm_assets_tests.support.graph_runs steps \
+        ingest:FIRST:LAST train:CUTOFF score:FIRST:LAST
 
 (and `machines`, the ingest job's machines only; `telemetry:FIRST:LAST`, its telemetry only,
 over machines already ingested) runs those jobs in
@@ -28,14 +29,9 @@ import pytest
 from pdm_assets.definitions import build_definitions
 from pdm_assets.defs.jobs import INGEST_JOB, SCORE_JOB, TRAIN_JOB
 from pdm_assets.settings import load_settings
-from pdm_assets_tests.paths import REPO_ROOT
-
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
-
-
-# Two folds where validation is thin (a small fleet): the cross-fitted path, at a test's cost.
-SMALL_MODEL = {"num_trees": 5, "validation_days": 7, "min_pr_auc_lift": 0.0, "cross_fit_folds": 2}
+from pdm_assets_tests.support.environment import range_tags
+from pdm_assets_tests.support.models import model_run_config
+from pdm_assets_tests.support.paths import REPO_ROOT
 
 
 def run(defs: dg.Definitions, job: str, **kwargs: object) -> float:
@@ -51,7 +47,7 @@ def run(defs: dg.Definitions, job: str, **kwargs: object) -> float:
 
 
 def run_range(defs: dg.Definitions, job: str, first: str, last: str, **kwargs: object) -> float:
-    return run(defs, job, tags={RANGE_START: first, RANGE_END: last}, **kwargs)
+    return run(defs, job, tags=range_tags(first, last), **kwargs)
 
 
 MACHINES_ONLY = [dg.AssetKey(name) for name in ("raw_machines", "quarantine_machines")]
@@ -71,7 +67,7 @@ def run_steps(defs: dg.Definitions, steps: list[str]) -> dict[str, float]:
                 defs,
                 TRAIN_JOB,
                 partition_key=cutoff,
-                run_config={"ops": {"failure_model": {"config": SMALL_MODEL}}},
+                run_config=model_run_config(),
             )
         else:
             first, last = days
@@ -84,7 +80,7 @@ def start(env: Mapping[str, str], steps: list[str], log: Path) -> subprocess.Pop
     """`steps` in a process of its own with `env`; its log (stderr) in `log`."""
     with log.open("wb") as stderr:
         return subprocess.Popen(
-            [sys.executable, "-m", "pdm_assets_tests.graph_runs", "steps", *steps],
+            [sys.executable, "-m", "pdm_assets_tests.support.graph_runs", "steps", *steps],
             cwd=REPO_ROOT,
             env=env,
             stdout=subprocess.PIPE,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pdm_assets_tests.paths import REPO_ROOT
+from pdm_assets_tests.support.paths import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +30,7 @@ TIME_WINDOW_TESTS = (
 
 def test_the_time_window_tests_pass_in_new_york_time(tmp_path: Path) -> None:
     report = tmp_path / "report.xml"
-    tests = Path(__file__).parent
+    tests = Path(__file__).parents[1] / "unit"
     rerun = subprocess.run(
         [
             sys.executable,

@@ -5,7 +5,6 @@ time zone is not UTC. Each run here is a real Dagster run on a small simulated f
 from __future__ import annotations
 
 import fcntl
-import os
 import re
 import subprocess
 import time
@@ -24,20 +23,14 @@ from pdm_assets.definitions import build_definitions
 from pdm_assets.defs.jobs import INGEST_JOB
 from pdm_assets.settings import Settings, load_settings
 from pdm_assets.simulator.fleet_simulator import FleetSpec, simulate, write_landing
-from pdm_assets_tests import graph_runs
-from pdm_assets_tests.frames import assert_same_rows
+from pdm_assets_tests.support import graph_runs
+from pdm_assets_tests.support.environment import clean_environment, range_tags, use_settings
+from pdm_assets_tests.support.frames import assert_same_rows
 
 pytestmark = pytest.mark.slow
 
 MACHINES = 3
 FLEET = {"PDM_SIM_MACHINES": str(MACHINES), "PDM_SIM_SEED": "7"}
-
-
-def _range(first: str, last: str) -> dict[str, str]:
-    return {
-        "dagster/asset_partition_range_start": first,
-        "dagster/asset_partition_range_end": last,
-    }
 
 
 def _failures(result: dg.ExecuteInProcessResult) -> str:
@@ -60,7 +53,7 @@ class Home:
 
     def ingest(self, first: str, last: str) -> dg.ExecuteInProcessResult:
         return self.defs.resolve_job_def(INGEST_JOB).execute_in_process(
-            instance=self.instance, tags=_range(first, last), raise_on_error=False
+            instance=self.instance, tags=range_tags(first, last), raise_on_error=False
         )
 
     def dataset(self, spark, name: str) -> DataFrame:  # type: ignore[no-untyped-def]
@@ -74,10 +67,7 @@ def make_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator:  # type: ig
 
     def make(days: int) -> Home:
         home = tmp_path_factory.mktemp("home")
-        for name, value in {**FLEET, "PDM_HOME": str(home), "PDM_SIM_DAYS": str(days)}.items():
-            patch.setenv(name, value)
-        for name in ("PDM_DATA_SOURCE", "PDM_CSV_DIR", "PDM_MLFLOW_TRACKING_URI", "PDM_ENV"):
-            patch.delenv(name, raising=False)
+        use_settings(patch, home, **FLEET, PDM_SIM_DAYS=str(days))
         settings = load_settings()
         # In memory: an on-disk sqlite event log costs ~12 ms per event.
         instance = dg.DagsterInstance.ephemeral()
@@ -135,13 +125,8 @@ def test_holes_out_of_order_ranges_and_the_data_end(make_home, spark) -> None:  
 
 
 def _run_graph(home: Path, steps: list[str], log: Path, **env: str) -> subprocess.Popen[bytes]:
-    """Jobs of the graph in a process of its own (pdm_assets_tests/graph_runs.py)."""
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("PDM_") and key != "DAGSTER_HOME"
-    }
-    environment.update({**FLEET, "PDM_HOME": str(home), **env})
+    """Jobs of the graph in a process of its own (pdm_assets_tests/support/graph_runs.py)."""
+    environment = {**clean_environment(), **FLEET, "PDM_HOME": str(home), **env}
     return graph_runs.start(environment, steps, log)
 
 

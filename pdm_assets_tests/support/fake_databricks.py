@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
-from pdm_assets_tests.fake_unity_catalog import PRESIGNED, UnityCatalogRegistry
+from pdm_assets_tests.support.fake_unity_catalog import PRESIGNED, UnityCatalogRegistry
 
 DRIVER = Path(__file__).with_name("fake_cluster_driver.py")
 MODES = ("run", "forbidden", "terminated_cluster", "hang", "no_dbfs_root")

@@ -25,9 +25,10 @@ from pyspark.sql import SparkSession
 
 from pdm_assets.adapters import spark_server
 from pdm_assets.adapters.warehouse import FolderWarehouse
-from pdm_assets_tests import graph_runs
-from pdm_assets_tests.frames import assert_same_rows
-from pdm_assets_tests.paths import REPO_ROOT, free_port
+from pdm_assets_tests.support import graph_runs
+from pdm_assets_tests.support.environment import clean_environment
+from pdm_assets_tests.support.frames import assert_same_rows
+from pdm_assets_tests.support.paths import REPO_ROOT, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -198,9 +199,7 @@ def test_features_and_scores_on_a_standalone_cluster_and_spark_connect_equal_loc
 ) -> None:
     local_home, cluster_home = tmp_path / "local", tmp_path / "cluster"
     connect_home = tmp_path / "connect"
-    base = {**os.environ, **FLEET, "SPARK_LOCAL_IP": "127.0.0.1"}
-    for name in ("PDM_DATA_SOURCE", "PDM_CSV_DIR", "PDM_WAREHOUSE", "DAGSTER_HOME"):
-        base.pop(name, None)
+    base = {**clean_environment(), **FLEET, "SPARK_LOCAL_IP": "127.0.0.1"}
     registry = f"sqlite:///{local_home / 'mlflow' / 'mlflow.db'}"
 
     def environment(home: Path, master: str) -> dict[str, str]:

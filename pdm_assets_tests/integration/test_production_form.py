@@ -1,15 +1,14 @@
 """The production form: the webserver and the daemon as two services over Postgres storage.
 
-A local PostgreSQL server (pdm_assets_tests/postgres.py) holds the instance; `make webserver`
-and `make daemon` run the same two commands as here. Each must serve, share the one instance
-(the daemon's heartbeat is what the webserver reports), and stop cleanly on SIGTERM, as a
-service manager stops it.
+A local PostgreSQL server (pdm_assets_tests/support/postgres.py) holds the instance;
+`make webserver` and `make daemon` run the same two commands as here. Each must serve, share the
+one instance (the daemon's heartbeat is what the webserver reports), and stop cleanly on SIGTERM,
+as a service manager stops it.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -23,8 +22,9 @@ import pytest
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
 
 from pdm_assets.defs.instance_config import ensure_instance_yaml
-from pdm_assets_tests.paths import REPO_ROOT, free_port
-from pdm_assets_tests.postgres import local_postgres
+from pdm_assets_tests.support.environment import clean_environment
+from pdm_assets_tests.support.paths import REPO_ROOT, free_port
+from pdm_assets_tests.support.postgres import local_postgres
 
 pytestmark = pytest.mark.slow
 
@@ -38,9 +38,8 @@ def postgres_url() -> Iterator[str]:
 
 
 def _env(home: Path, url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PDM_")}
     return {
-        **env,
+        **clean_environment(),
         "PDM_HOME": str(home),
         "DAGSTER_HOME": str(home / "dagster"),
         "PDM_DAGSTER_POSTGRES_URL": url,

@@ -21,9 +21,16 @@ from pdm_assets.core.fleet import (
     parse_fleet,
 )
 from pdm_assets.core.timewindow import from_spark
-from pdm_assets_tests.frames import components, errors, hour, machines, observations, telemetry
+from pdm_assets_tests.support.frames import (
+    components,
+    errors,
+    hour,
+    machines,
+    observations,
+    telemetry,
+)
 
-EXTRAS_FILE = Path(__file__).parent / "data" / "azure_pdm_extras.toml"
+EXTRAS_FILE = Path(__file__).parents[1] / "data" / "azure_pdm_extras.toml"
 EXTRAS = load_fleet(EXTRAS_FILE)
 T = 336
 SENSORS = ("volt", "rotate", "pressure", "vibration")

@@ -13,7 +13,7 @@ from pyspark.sql import SparkSession
 from pdm_assets.core import features
 from pdm_assets.core.fleet import DEFAULT_FLEET
 from pdm_assets.core.timewindow import from_spark
-from pdm_assets_tests.frames import components, errors, hour, machines, telemetry
+from pdm_assets_tests.support.frames import components, errors, hour, machines, telemetry
 
 T = 48  # 2015-01-03 00:00, an observation time
 

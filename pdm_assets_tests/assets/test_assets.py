@@ -25,19 +25,14 @@ from pdm_assets.core.timewindow import Window, from_spark
 from pdm_assets.definitions import build_definitions
 from pdm_assets.defs.jobs import INGEST_JOB, OUTCOMES_JOB, SCORE_JOB, TRAIN_JOB
 from pdm_assets.settings import Settings, load_settings
+from pdm_assets_tests.support.environment import range_tags, use_settings
+from pdm_assets_tests.support.models import SMALL_MODEL
 
 MACHINES = 6
 DAYS = 45  # 2015-01-01 .. 2015-02-14
 # Six machines have too few failures for fitted cuts: every cut is a budget cut, set high here so
 # that each day has alerts to explain and list.
-SMALL_MODEL = {
-    "num_trees": 5,
-    "max_depth": 6,
-    "validation_days": 7,
-    "min_pr_auc_lift": 0.0,
-    "alert_budget_ratio": 4.0,
-    "cross_fit_folds": 2,  # the cross-fitted path of a small fleet, at a test's cost
-}
+ALERTING_MODEL = {**SMALL_MODEL, "alert_budget_ratio": 4.0}
 
 
 @dataclass
@@ -58,32 +53,23 @@ class Graph:
         return FolderWarehouse(Path(self.settings.warehouse))
 
 
-def _range(first: str, last: str) -> dict[str, str]:
-    return {
-        "dagster/asset_partition_range_start": first,
-        "dagster/asset_partition_range_end": last,
-    }
-
-
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory: pytest.TempPathFactory, spark) -> Iterator[Graph]:
     home = tmp_path_factory.mktemp("home")
     patch = pytest.MonkeyPatch()
-    for name, value in {
-        "PDM_HOME": str(home),
-        "PDM_SIM_MACHINES": str(MACHINES),
-        "PDM_SIM_DAYS": str(DAYS),
-        "PDM_PARTITIONS_END": "2015-02-15",
-    }.items():
-        patch.setenv(name, value)
-    for name in ("PDM_DATA_SOURCE", "PDM_CSV_DIR", "PDM_MLFLOW_TRACKING_URI", "PDM_ENV"):
-        patch.delenv(name, raising=False)
+    use_settings(
+        patch,
+        home,
+        PDM_SIM_MACHINES=str(MACHINES),
+        PDM_SIM_DAYS=str(DAYS),
+        PDM_PARTITIONS_END="2015-02-15",
+    )
     settings = load_settings()
     # In memory: an on-disk sqlite event log costs ~12 ms per event, and a range run writes
     # two per asset and day.
     with dg.DagsterInstance.ephemeral() as instance:
         graph = Graph(settings, build_definitions(settings), instance)
-        result = graph.run(INGEST_JOB, _range("2015-01-01", "2015-02-14"))
+        result = graph.run(INGEST_JOB, range_tags("2015-01-01", "2015-02-14"))
         assert result.success
         yield graph
     patch.undo()
@@ -141,7 +127,7 @@ def trained(graph: Graph) -> dg.ExecuteInProcessResult:
     result = graph.run(
         TRAIN_JOB,
         partition_key="2015-02-01",
-        run_config={"ops": {"failure_model": {"config": SMALL_MODEL}}},
+        run_config={"ops": {"failure_model": {"config": ALERTING_MODEL}}},
     )
     assert result.success
     return result
@@ -224,7 +210,7 @@ def test_every_alert_has_exact_reasons_and_the_day_a_work_list(
     day = Window.of_days(date(2015, 2, 5), date(2015, 2, 6))
     scores = graph.warehouse.read_window(spark, "machine_scores", day).collect()
     alerts = [row for row in scores if row["alert"]]
-    assert alerts, "the budget of SMALL_MODEL alerts every day"
+    assert alerts, "the budget of ALERTING_MODEL alerts every day"
     registry = ModelRegistry(
         tracking_uri=graph.settings.mlflow_tracking_uri, model_name=graph.settings.model_name
     )
@@ -335,7 +321,7 @@ def test_a_model_failing_its_gate_is_registered_but_not_champion(graph: Graph, t
     assert experiment is not None
     abandoned = client.create_run(experiment.experiment_id, tags={"dagster_run_id": "killed-run"})
     # Judged with a single failure per component (six machines have few), against 10 x chance.
-    strict = {**SMALL_MODEL, "min_pr_auc_lift": 10.0, "min_validation_failures": 1}
+    strict = {**ALERTING_MODEL, "min_pr_auc_lift": 10.0, "min_validation_failures": 1}
     result = graph.run(
         TRAIN_JOB,
         partition_key="2015-02-01",
@@ -365,7 +351,7 @@ def test_retraining_a_month_with_a_champion_compares_held_out_scores(graph: Grap
     result = graph.run(
         TRAIN_JOB,
         partition_key="2015-02-01",
-        run_config={"ops": {"failure_model": {"config": SMALL_MODEL}}},
+        run_config={"ops": {"failure_model": {"config": ALERTING_MODEL}}},
     )
     # Six machines are too few to judge the floor (the check warns), but the champion is still
     # compared, and the new fit is not worse.
@@ -484,7 +470,7 @@ def test_a_range_scores_the_months_with_a_model_and_says_which_it_could_not(
     from pdm_assets.core.timewindow import Window
 
     # January has no model (the first is February's): its days stay unscored, February's not.
-    result = graph.run(SCORE_JOB, _range("2015-01-30", "2015-02-02"))
+    result = graph.run(SCORE_JOB, range_tags("2015-01-30", "2015-02-02"))
     assert result.success
     [materialization] = result.asset_materializations_for_node("machine_scores")[:1]
     assert "2015-01-01: no pdm_component_failure version" in (

@@ -27,8 +27,10 @@ from pdm_assets.definitions import build_definitions
 from pdm_assets.defs.instance_config import ensure_instance_yaml
 from pdm_assets.defs.jobs import INGEST_JOB, TRAIN_JOB
 from pdm_assets.settings import load_settings
-from pdm_assets_tests.browser import CHROMIUM, open_page
-from pdm_assets_tests.paths import REPO_ROOT, free_port
+from pdm_assets_tests.support.browser import CHROMIUM, open_page
+from pdm_assets_tests.support.environment import clean_environment, range_tags
+from pdm_assets_tests.support.models import model_run_config
+from pdm_assets_tests.support.paths import REPO_ROOT, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -67,9 +69,12 @@ def _wait_until(predicate, timeout: float, what: str) -> None:  # type: ignore[n
 
 def _prepare_home(home: Path) -> dict[str, str]:
     """Ingest January and train February's model in process, against the home's instance."""
-    env = {**os.environ, **FLEET, "PDM_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
-    for name in ("PDM_DATA_SOURCE", "PDM_CSV_DIR", "PDM_MLFLOW_TRACKING_URI", "PDM_ENV"):
-        env.pop(name, None)
+    env = {
+        **clean_environment(),
+        **FLEET,
+        "PDM_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+    }
     # The instance `make ui` writes (retries, the one-writer pool, run monitoring), without
     # telemetry.
     path = ensure_instance_yaml(home / "dagster")
@@ -82,23 +87,11 @@ def _prepare_home(home: Path) -> dict[str, str]:
         with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
             ingest = defs.resolve_job_def(INGEST_JOB).execute_in_process(
                 instance=instance,
-                tags={
-                    "dagster/asset_partition_range_start": "2015-01-01",
-                    "dagster/asset_partition_range_end": "2015-01-31",
-                },
+                tags=range_tags("2015-01-01", "2015-01-31"),
             )
             assert ingest.success
-            # Two folds where validation is thin: the cross-fitted path, at a test's cost.
-            small = {
-                "num_trees": 5,
-                "validation_days": 7,
-                "min_pr_auc_lift": 0.0,
-                "cross_fit_folds": 2,
-            }
             train = defs.resolve_job_def(TRAIN_JOB).execute_in_process(
-                instance=instance,
-                partition_key="2015-02-01",
-                run_config={"ops": {"failure_model": {"config": small}}},
+                instance=instance, partition_key="2015-02-01", run_config=model_run_config()
             )
             assert train.success
     finally:

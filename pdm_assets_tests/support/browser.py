@@ -17,7 +17,7 @@ from typing import Any
 
 from websockets.sync.client import ClientConnection, connect
 
-from pdm_assets_tests.paths import free_port
+from pdm_assets_tests.support.paths import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 # Flags for a closed network: without the background-networking ones Chromium keeps trying to
