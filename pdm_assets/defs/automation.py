@@ -282,20 +282,7 @@ def build_landing_sensor(
         complete = landing.landed_days(landing_dir, fleet.event_tables)
         landed = {day: fp for day, fp in complete.items() if first_day <= day <= last_day}
         written = written_partitions(context.instance)
-        if context.cursor is None or warning:
-            # First tick (or lost cursor): days a bulk backfill already ingested are not news.
-            ingested = written.get("raw_telemetry", {})
-            cursor.adopted.update(
-                {
-                    day: fp
-                    for day, fp in landed.items()
-                    if day in ingested and day not in cursor.seen
-                }
-            )
-        # Days of the old cursor format take the files they have now as seen.
-        for day, fp in cursor.landed.items():
-            if fp == "" and day in landed:
-                cursor.landed[day] = landed[day]
+        _update_cursor(cursor, landed, written, first_tick=context.cursor is None or bool(warning))
         plan = daily_plan.plan_days(
             landed=landed,
             seen=cursor.seen,
@@ -321,18 +308,44 @@ def build_landing_sensor(
                 run_requests=[run_request(run) for run in runs], cursor=cursor.serialize()
             )
         beyond = [day for day in complete if day > last_day]
-        reason = note or f"no new complete day in {landing_dir}"
-        if beyond and not note:
-            reason = (
-                f"no new complete day in {landing_dir}; {len(beyond)} landed days after the "
-                f"last partition {last_day} ({beyond[0]} ..) are not ingested: extend "
-                "PDM_PARTITIONS_END"
-            )
-        if warning:
-            reason = f"{warning}. {reason}"
+        reason = _skip_reason(landing_dir, note, warning, last_day, beyond)
         return dg.SensorResult(skip_reason=reason, cursor=cursor.serialize())
 
     return landing_sensor
+
+
+def _update_cursor(
+    cursor: LandingCursor,
+    landed: dict[date, str],
+    written: dict[str, dict[date, int]],
+    first_tick: bool,
+) -> None:
+    if first_tick:
+        # First tick (or lost cursor): days a bulk backfill already ingested are not news.
+        ingested = written.get("raw_telemetry", {})
+        cursor.adopted.update(
+            {day: fp for day, fp in landed.items() if day in ingested and day not in cursor.seen}
+        )
+    # Days of the old cursor format take the files they have now as seen.
+    for day, fp in cursor.landed.items():
+        if fp == "" and day in landed:
+            cursor.landed[day] = landed[day]
+
+
+def _skip_reason(
+    landing_dir: Path | str, note: str, warning: str | None, last_day: date, beyond: list[date]
+) -> str:
+    """Why a tick requests nothing: the plan's note, or days landed past the last partition."""
+    reason = note or f"no new complete day in {landing_dir}"
+    if beyond and not note:
+        reason = (
+            f"no new complete day in {landing_dir}; {len(beyond)} landed days after the "
+            f"last partition {last_day} ({beyond[0]} ..) are not ingested: extend "
+            "PDM_PARTITIONS_END"
+        )
+    if warning:
+        reason = f"{warning}. {reason}"
+    return reason
 
 
 def build_training_schedule(

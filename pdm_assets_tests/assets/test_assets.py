@@ -22,8 +22,10 @@ from pdm_assets.adapters.warehouse import FolderWarehouse
 from pdm_assets.core import reasons
 from pdm_assets.core.fleet import DEFAULT_FLEET
 from pdm_assets.core.timewindow import Window, from_spark
-from pdm_assets.definitions import build_definitions
+from pdm_assets.definitions import build_assets, build_definitions
 from pdm_assets.defs.jobs import INGEST_JOB, OUTCOMES_JOB, SCORE_JOB, TRAIN_JOB
+from pdm_assets.defs.partitions import build_partitions
+from pdm_assets.defs.resources import resources_for
 from pdm_assets.settings import Settings, load_settings
 from pdm_assets_tests.support.environment import range_tags, use_settings
 from pdm_assets_tests.support.models import SMALL_MODEL
@@ -489,3 +491,37 @@ def test_a_range_scores_the_months_with_a_model_and_says_which_it_could_not(
     ]
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
     assert check.metadata["feature_rows_without_score"].value == MACHINES * 2 * 2
+
+
+def test_scores_work_list_and_outcomes_of_a_day_each_materialise_alone(
+    graph: Graph, trained, spark
+) -> None:
+    """`dg.materialize` of one asset at a time, its inputs read from the warehouse, as the UI's
+    Materialize of a single asset runs it."""
+    assets = build_assets(build_partitions(graph.settings))
+    written = {}
+    for name in ("machine_scores", "maintenance_worklist", "model_outcomes"):
+        result = dg.materialize(
+            assets,
+            selection=[name],
+            partition_key="2015-02-04",
+            resources=resources_for(graph.settings),
+            instance=graph.instance,
+        )
+        assert result.success, name
+        (event,) = result.asset_materializations_for_node(name)
+        written[name] = event.metadata
+    assert written["machine_scores"]["rows"].value == MACHINES * 2
+    scores = graph.warehouse.read_all(spark, "machine_scores").where("date = '2015-02-04'")
+    alerting = {row["machine_id"] for row in scores.collect() if row["alert"]}
+    worklist = graph.warehouse.read_all(spark, "maintenance_worklist").where("date = '2015-02-04'")
+    # Every machine alerting that day is on the day's list (nobody acknowledged an alert).
+    assert alerting <= {row["machine_id"] for row in worklist.collect()}
+    assert written["model_outcomes"]["scored_rows"].value == MACHINES * 2
+    outcomes = graph.warehouse.read_all(spark, "model_outcomes").where("date = '2015-02-04'")
+    assert sorted(row["component"] for row in outcomes.collect()) == [
+        "comp1",
+        "comp2",
+        "comp3",
+        "comp4",
+    ]
