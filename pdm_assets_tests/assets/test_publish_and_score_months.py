@@ -58,7 +58,9 @@ def test_versions_are_judged_against_the_champion_and_score_their_months(
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     registry = ModelRegistry(tracking_uri=uri, model_name="pumps")
     registry.client()  # points mlflow at the sqlite store
-    mlflow.set_experiment("publish")
+    # The model's files under tmp_path, not in ./mlruns of the working directory.
+    artifacts = (tmp_path / "artifacts").as_uri()
+    mlflow.set_experiment(experiment_id=mlflow.create_experiment("publish", artifacts))
     rows = labelled_history(spark).cache()
     outcome = training.train_and_validate(
         rows,
