@@ -20,10 +20,16 @@ import mlflow
 import pytest
 from pyspark.sql import SparkSession
 
-from pdm_assets.adapters.mlflow_registry import CHAMPION_ALIAS, CUTOFF_TAG, GATE_TAG
+from pdm_assets.adapters.mlflow_registry import (
+    CHAMPION_ALIAS,
+    CUTOFF_TAG,
+    GATE_TAG,
+    ensure_experiment,
+)
 from pdm_assets.adapters.warehouse import TableWarehouse
 from pdm_assets.core.timewindow import Window
 from pdm_assets.defs.jobs import SCORE_JOB, TRAIN_JOB
+from pdm_assets.settings import load_settings
 from pdm_assets_tests.support import graph_runs
 from pdm_assets_tests.support.environment import use_settings
 from pdm_assets_tests.support.fake_databricks import FakeDatabricks, driver_environment
@@ -114,6 +120,13 @@ def test_unity_catalog_registry_and_volume_staging_train_and_score_on_the_cluste
         )
         monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
         (home / "dagster").mkdir(parents=True, exist_ok=True)
+        # On Databricks the tracking server keeps the artefacts; this sqlite stand-in would put
+        # them in ./mlruns of the working directory, where test_assets.py checks none appear.
+        ensure_experiment(
+            settings["PDM_MLFLOW_TRACKING_URI"],
+            load_settings().mlflow_experiment,
+            (tmp_path / "mlflow-artifacts").as_uri(),
+        )
         with (
             dg.instance_for_test(temp_dir=str(home / "dagster")) as instance,
             _no_mlflow_run_left(),
