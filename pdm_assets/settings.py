@@ -33,7 +33,7 @@ def _checkout_root() -> Path:
     return Path.cwd()
 
 
-def _env(name: str, default: str) -> str:
+def _env(name: str, default: str = "") -> str:
     value = os.environ.get(name, "").strip()
     return value or default
 
@@ -287,10 +287,6 @@ FORWARDED_NAMES = ("DATABRICKS_HOST",)
 NEVER_FORWARDED = {"PDM_SPARK_MASTER", "PDM_HOME"}
 
 
-def _env_or(name: str, default: str = "") -> str:
-    return _env(name, default)
-
-
 def on_databricks_runtime() -> bool:
     """True on a Databricks cluster node: a step that sees it is already remote."""
     return bool(os.environ.get(RUNTIME_MARKER))
@@ -321,7 +317,7 @@ class DatabricksSettings:
 
 
 def _number(name: str, default: str) -> float:
-    raw = _env_or(name, default)
+    raw = _env(name, default)
     try:
         value = float(raw)
     except ValueError as error:
@@ -342,12 +338,12 @@ def _default_storage(warehouse: str) -> str:
 def _storage(warehouse: str) -> dict[str, Any]:
     """The launcher's storage block: which secret-scope keys the cluster reads to reach the
     warehouse. Empty for dbfs:/ or a cluster that already has access (instance profile, UC)."""
-    kind = _env_or("PDM_DATABRICKS_STORAGE", _default_storage(warehouse))
+    kind = _env("PDM_DATABRICKS_STORAGE", _default_storage(warehouse))
     if kind == "none":
         return {}
-    scope = _env_or("PDM_DATABRICKS_SECRET_SCOPE", "pdm")
+    scope = _env("PDM_DATABRICKS_SECRET_SCOPE", "pdm")
     if kind == "adls2":
-        account = _env_or("PDM_ADLS2_ACCOUNT")
+        account = _env("PDM_ADLS2_ACCOUNT")
         if not account:
             raise ValueError(
                 "PDM_DATABRICKS_STORAGE=adls2 needs PDM_ADLS2_ACCOUNT, the storage account name"
@@ -356,15 +352,15 @@ def _storage(warehouse: str) -> dict[str, Any]:
             "adls2": {
                 "storage_account_name": account,
                 "secret_scope": scope,
-                "storage_account_key_key": _env_or("PDM_ADLS2_KEY_SECRET", "adls2-account-key"),
+                "storage_account_key_key": _env("PDM_ADLS2_KEY_SECRET", "adls2-account-key"),
             }
         }
     if kind == "s3":
         return {
             "s3": {
                 "secret_scope": scope,
-                "access_key_key": _env_or("PDM_S3_ACCESS_KEY_SECRET", "aws-access-key-id"),
-                "secret_key_key": _env_or("PDM_S3_SECRET_KEY_SECRET", "aws-secret-access-key"),
+                "access_key_key": _env("PDM_S3_ACCESS_KEY_SECRET", "aws-access-key-id"),
+                "secret_key_key": _env("PDM_S3_SECRET_KEY_SECRET", "aws-secret-access-key"),
             }
         }
     raise ValueError(f"PDM_DATABRICKS_STORAGE must be 'adls2', 's3' or 'none', got {kind!r}")
@@ -372,7 +368,7 @@ def _storage(warehouse: str) -> dict[str, Any]:
 
 def _new_cluster() -> dict[str, Any]:
     """The launcher's `new` cluster shape, from PDM_DATABRICKS_NEW_CLUSTER (JSON) or defaults."""
-    raw = _env_or("PDM_DATABRICKS_NEW_CLUSTER")
+    raw = _env("PDM_DATABRICKS_NEW_CLUSTER")
     if raw:
         try:
             spec = json.loads(raw)
@@ -387,9 +383,9 @@ def _new_cluster() -> dict[str, Any]:
     workers = int(_number("PDM_DATABRICKS_WORKERS", "2"))
     return {
         # Spark 4 runtimes: the code is written against pyspark 4.
-        "spark_version": _env_or("PDM_DATABRICKS_SPARK_VERSION", "17.3.x-scala2.13"),
+        "spark_version": _env("PDM_DATABRICKS_SPARK_VERSION", "17.3.x-scala2.13"),
         "nodes": {
-            "node_types": {"node_type_id": _env_or("PDM_DATABRICKS_NODE_TYPE", "Standard_D4ds_v5")}
+            "node_types": {"node_type_id": _env("PDM_DATABRICKS_NODE_TYPE", "Standard_D4ds_v5")}
         },
         "size": {"num_workers": workers},
     }
@@ -397,14 +393,14 @@ def _new_cluster() -> dict[str, Any]:
 
 def load_databricks_settings(warehouse: str) -> DatabricksSettings:
     """Read and check the Databricks variables; a ValueError names the one that is wrong."""
-    host = _env_or("DATABRICKS_HOST")
+    host = _env("DATABRICKS_HOST")
     if not host:
         raise ValueError(
             "PDM_ENV=databricks needs DATABRICKS_HOST (e.g. https://adb-123.4.azuredatabricks.net)"
             " and DATABRICKS_TOKEN, a personal access token or service-principal token"
         )
-    cluster_id = _env_or("PDM_DATABRICKS_CLUSTER_ID") or None
-    staging = _env_or("PDM_DATABRICKS_STAGING_PREFIX", "/dagster_staging")
+    cluster_id = _env("PDM_DATABRICKS_CLUSTER_ID") or None
+    staging = _env("PDM_DATABRICKS_STAGING_PREFIX", "/dagster_staging")
     volume_like = staging.startswith("/Volumes/") or staging == "/Volumes"
     if not staging.startswith("/") or (volume_like and not is_volume_path(staging + "/")):
         raise ValueError(
@@ -420,5 +416,5 @@ def load_databricks_settings(warehouse: str) -> DatabricksSettings:
         staging_prefix=staging,
         poll_interval_seconds=_number("PDM_DATABRICKS_POLL_SECONDS", "10"),
         timeout_seconds=int(_number("PDM_DATABRICKS_TIMEOUT_SECONDS", "7200")),
-        remote_home=_env_or("PDM_DATABRICKS_HOME", "/dbfs/pdm_assets"),
+        remote_home=_env("PDM_DATABRICKS_HOME", "/dbfs/pdm_assets"),
     )
